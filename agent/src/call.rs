@@ -1,0 +1,75 @@
+//! `nova-agent call`: one request through the agent's unix socket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::cli::CallArgs;
+use crate::config::Config;
+
+/// The unix-socket plugin's default `path`.
+const DEFAULT_SOCKET: &str = "/run/nova-agent/agent.sock";
+
+/// Sends the request, prints the response line; `Ok(true)` when the return
+/// code is "0" or "D0".
+pub fn call(args: &CallArgs, config: Option<&Config>) -> Result<bool> {
+    let socket = match (&args.socket, config) {
+        (Some(path), _) => path.clone(),
+        (None, Some(config)) => socket_path(config)?,
+        (None, None) => PathBuf::from(DEFAULT_SOCKET),
+    };
+    let value = match (&args.value, args.json) {
+        (None, _) => serde_json::Value::String(String::new()),
+        (Some(text), false) => serde_json::Value::String(text.clone()),
+        (Some(text), true) => serde_json::from_str(text)
+            .with_context(|| format!("VALUE is not valid JSON: {text}"))?,
+    };
+    let request = serde_json::json!({ "name": args.name, "value": value });
+    let response = exchange(
+        &socket,
+        &request.to_string(),
+        Duration::from_secs(args.timeout),
+    )?;
+    println!("{response}");
+    let parsed: serde_json::Value = serde_json::from_str(&response)
+        .with_context(|| "the agent's response is not JSON".to_owned())?;
+    Ok(matches!(parsed["returncode"].as_str(), Some("0" | "D0")))
+}
+
+fn socket_path(config: &Config) -> Result<PathBuf> {
+    let table: serde_json::Value = serde_json::from_str(config.plugin_json("unix-socket"))?;
+    Ok(table["path"]
+        .as_str()
+        .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from))
+}
+
+fn exchange(socket: &Path, request: &str, timeout: Duration) -> Result<String> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        anyhow!(
+            "cannot connect to {}: {e} (is the agent running? start it with `nova-agent run`)",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .with_context(|| format!("sending the request to {}", socket.display()))?;
+    let mut line = String::new();
+    let read = BufReader::new(&stream).read_line(&mut line);
+    match read {
+        Ok(0) => bail!("the agent closed the connection without answering"),
+        Ok(_) => Ok(line.trim_end().to_owned()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            bail!("no response within {} s", timeout.as_secs())
+        }
+        Err(e) => Err(e).context("reading the response"),
+    }
+}

@@ -1,0 +1,234 @@
+//! A channel: one exchange paired with one parser, served by its own threads.
+//!
+//! The channel's first thread opens the exchange (`start`); then a few workers
+//! each loop on `next_request` → parser → dispatcher → `put_response`, so a
+//! slow command does not hold up the others (the original ran everything on
+//! one thread, bug B-CORE-3). A failing channel stops only itself.
+//!
+//! Architecture invariant: every request gets exactly one response attempt,
+//! produced by the parser; the channel never formats a response itself.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use nova_agent_plugin_api::abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{ROption, RResult, RSlice, RStr, RVec},
+};
+use nova_agent_plugin_api::ffi::{ExchangeBox, FfiDispatch_TO, ParserBox};
+use nova_agent_plugin_api::{PluginError, Request};
+
+use crate::config::{ChannelConfig, Config};
+use crate::dispatch::Dispatcher;
+use crate::host::RequestContext;
+use crate::registry::Registry;
+
+/// Workers per channel: enough that a long command (a network reset, an
+/// update download) leaves room for `version` and friends.
+const WORKERS: usize = 4;
+const WORKER_STACK: usize = 512 * 1024;
+
+/// What every worker shares.
+pub struct Shared {
+    pub registry: Arc<ArcSwap<Registry>>,
+    pub config: Arc<Config>,
+    pub stopping: Arc<AtomicBool>,
+}
+
+pub struct Channel {
+    pub name: String,
+    pub exchange: Arc<ExchangeBox>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Channel {
+    /// Starts the channel's exchange on a thread of its own and waits for the
+    /// outcome; on success the workers are running.
+    pub fn start(config: &ChannelConfig, shared: &Arc<Shared>) -> Result<Channel, String> {
+        let name = config.name();
+        let registry = shared.registry.load();
+        let exchange = registry
+            .exchanges
+            .get(&config.exchange)
+            .ok_or_else(|| format!("no plugin provides exchange '{}'", config.exchange))?;
+        if !registry.parsers.contains_key(&config.parser) {
+            return Err(format!("no plugin provides parser '{}'", config.parser));
+        }
+        let exchange = Arc::clone(&exchange.object);
+
+        let (started_tx, started_rx) = mpsc::channel();
+        let first = {
+            let (name, exchange, parser, shared) = (
+                name.clone(),
+                Arc::clone(&exchange),
+                config.parser.clone(),
+                Arc::clone(shared),
+            );
+            spawn(&name.clone(), move || {
+                let started = exchange.start().into_result();
+                let ok = started.is_ok();
+                let _ = started_tx.send(started);
+                if ok {
+                    serve(&name, &exchange, &parser, &shared);
+                }
+            })?
+        };
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = first.join();
+                return Err(e.to_string());
+            }
+            Err(_) => return Err("the exchange's thread ended before it started".to_owned()),
+        }
+        let mut workers = vec![first];
+        for _ in 1..WORKERS {
+            let (channel, exchange, parser, shared) = (
+                name.clone(),
+                Arc::clone(&exchange),
+                config.parser.clone(),
+                Arc::clone(shared),
+            );
+            workers.push(spawn(&name, move || {
+                serve(&channel, &exchange, &parser, &shared)
+            })?);
+        }
+        Ok(Channel {
+            name,
+            exchange,
+            workers,
+        })
+    }
+
+    /// Asks the exchange to stop; its workers finish their current request.
+    pub fn stop(&self) {
+        self.exchange.shutdown();
+    }
+
+    pub fn join(self) {
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn spawn(channel: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {
+    std::thread::Builder::new()
+        .name(format!("channel {channel}"))
+        .stack_size(WORKER_STACK)
+        .spawn(body)
+        .map_err(|e| format!("cannot start a thread: {e}"))
+}
+
+/// One worker's loop, until the exchange reports it has shut down.
+fn serve(channel: &str, exchange: &ExchangeBox, parser: &str, shared: &Shared) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    while !shared.stopping.load(Ordering::Acquire) {
+        match exchange.next_request() {
+            RResult::ROk(ROption::RSome(request)) => {
+                if failing {
+                    tracing::info!(channel, "exchange recovered");
+                    failing = false;
+                    backoff = Duration::from_millis(100);
+                }
+                handle(channel, exchange, parser, shared, request);
+            }
+            RResult::ROk(ROption::RNone) => break,
+            RResult::RErr(e) => {
+                if !failing {
+                    tracing::warn!(channel, "exchange failed: {e}; retrying");
+                    failing = true;
+                }
+                sleep_unless_stopping(backoff, &shared.stopping);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::debug!(channel, "worker stopped");
+}
+
+fn handle(
+    channel: &str,
+    exchange: &ExchangeBox,
+    parser_name: &str,
+    shared: &Shared,
+    request: Request,
+) {
+    let registry = shared.registry.load();
+    let Some(parser) = registry.parsers.get(parser_name) else {
+        tracing::error!(
+            channel,
+            "parser '{parser_name}' is gone; request left unanswered"
+        );
+        return;
+    };
+    let parser = &parser.object;
+    let dispatcher = Dispatcher {
+        registry: &registry,
+        deny: &shared.config.deny,
+        context: RequestContext { channel, exchange },
+    };
+    let body = match &request.body {
+        RResult::ROk(bytes) => RResult::ROk(RSlice::from_slice(bytes.as_slice())),
+        RResult::RErr(reason) => RResult::RErr(RStr::from_str(reason.as_str())),
+    };
+    let response = match parser.handle(body, FfiDispatch_TO::from_ptr(&dispatcher, TD_Opaque)) {
+        RResult::ROk(response) => Some(response),
+        RResult::RErr(e) => {
+            tracing::error!(channel, "parser '{parser_name}' failed: {e}");
+            error_response(parser, "500", "internal error in the agent's parser")
+        }
+    };
+    let response = match (response, exchange.max_response_len()) {
+        (Some(response), ROption::RSome(limit)) if response.len() as u64 > limit => {
+            tracing::warn!(
+                channel,
+                "response of {} bytes exceeds the exchange's limit of {limit}; answering 500",
+                response.len()
+            );
+            error_response(
+                parser,
+                "500",
+                &format!(
+                    "Response too large ({} bytes; the limit is {limit})",
+                    response.len()
+                ),
+            )
+        }
+        (response, _) => response,
+    };
+    let Some(response) = response else {
+        tracing::error!(
+            channel,
+            "no response could be formed; request left unanswered"
+        );
+        return;
+    };
+    if let RResult::RErr(e) = exchange.put_response(request.id.as_rstr(), response.as_rslice()) {
+        tracing::warn!(channel, "could not deliver a response: {e}");
+    }
+}
+
+fn error_response(parser: &ParserBox, code: &str, message: &str) -> Option<RVec<u8>> {
+    match parser.error_response(RStr::from_str(code), RStr::from_str(message)) {
+        RResult::ROk(response) => Some(response),
+        RResult::RErr(PluginError::Panicked(m) | PluginError::Failed(m)) => {
+            tracing::error!("parser could not format an error response: {m}");
+            None
+        }
+    }
+}
+
+fn sleep_unless_stopping(total: Duration, stopping: &AtomicBool) {
+    let step = Duration::from_millis(50);
+    let mut slept = Duration::ZERO;
+    while slept < total && !stopping.load(Ordering::Acquire) {
+        std::thread::sleep(step);
+        slept += step;
+    }
+}

@@ -1,0 +1,95 @@
+//! `nova-agent config check`: the config, and every plugin initialised with
+//! its table, the way `run` would do it, without opening any transport.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::host::AgentHost;
+use crate::loader::{self, State};
+use crate::registry::Registry;
+
+/// The report, and whether everything is in order.
+pub fn check(config: &Config) -> Result<(String, bool)> {
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    if !config.root.is_dir() {
+        problems.push(format!("root {} is not a directory", config.root.display()));
+    }
+    let host = AgentHost::new(config.root.clone(), config.apply);
+    let inspection = loader::inspect(&config.plugin_dirs);
+    for (dir, problem) in &inspection.dir_problems {
+        problems.push(format!("plugin directory {}: {problem}", dir.display()));
+    }
+    let registry = Registry::build(inspection, config, &host);
+    for plugin in &registry.plugins {
+        let error = plugin.error.as_deref().unwrap_or("");
+        match plugin.state {
+            State::Loaded => {}
+            State::Disabled => notes.push(format!("plugin {}: {error}", plugin.manifest.name)),
+            State::Error | State::Refused => {
+                problems.push(format!("plugin file {}: {error}", plugin.file.display()))
+            }
+        }
+    }
+    for channel in &config.channels {
+        if !registry.exchanges.contains_key(&channel.exchange) {
+            problems.push(format!(
+                "channel {}: no plugin provides exchange '{}'",
+                channel.name(),
+                channel.exchange
+            ));
+        }
+        if !registry.parsers.contains_key(&channel.parser) {
+            problems.push(format!(
+                "channel {}: no plugin provides parser '{}'",
+                channel.name(),
+                channel.parser
+            ));
+        }
+    }
+    for table in config.plugins.keys() {
+        if !registry.plugins.iter().any(|p| &p.manifest.name == table) {
+            notes.push(format!(
+                "[plugins.{table}] configures a plugin that is not installed"
+            ));
+        }
+    }
+    for c in &registry.conflicts {
+        notes.push(format!(
+            "{} '{}' is provided by {}; '{}' serves it",
+            c.kind,
+            c.name,
+            c.plugins.join(", "),
+            c.chosen
+        ));
+    }
+    registry.shutdown();
+
+    let mut out = String::new();
+    for note in &notes {
+        writeln!(out, "note: {note}")?;
+    }
+    for problem in &problems {
+        writeln!(out, "error: {problem}")?;
+    }
+    let loaded = registry
+        .plugins
+        .iter()
+        .filter(|p| p.state == State::Loaded)
+        .count();
+    writeln!(
+        out,
+        "{}: {} ({loaded} plugins loaded, {} commands, {} channels)",
+        config.source,
+        if problems.is_empty() {
+            "ok"
+        } else {
+            "has errors"
+        },
+        registry.callable_commands(config).len(),
+        config.channels.len()
+    )?;
+    Ok((out, problems.is_empty()))
+}

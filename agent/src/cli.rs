@@ -1,0 +1,73 @@
+//! The command line (ARCHITECTURE.md §5, "CLI").
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The OpenStack guest agent for Nova hosts: answers the host's requests
+/// (version, password, network, files, updates) through plugins loaded from
+/// the plugin directory.
+///
+/// Without --config it reads /etc/nova-agent/agent.toml, or, when that file
+/// does not exist, an embedded development default that keeps everything
+/// under the executable's directory and changes nothing on the machine.
+#[derive(Parser, Debug)]
+#[command(name = "nova-agent", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML)
+    #[arg(long, short = 'c', global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve requests in the foreground until SIGTERM or SIGINT
+    Run,
+    /// Inspect the plugins in the plugin directories
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Send one request through the agent's unix socket and print the response
+    ///
+    /// Exits 0 when the return code is "0" or "D0", 1 otherwise.
+    Call(CallArgs),
+    /// Check the configuration and the plugins it names
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginsCommand {
+    /// List every plugin file: its state, version and what it provides
+    List {
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Parse the configuration, load and initialise every plugin with its
+    /// table, and report every problem; exits 1 if there is any
+    Check,
+}
+
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// Command name, e.g. version, features, resetnetwork
+    pub name: String,
+    /// The request's value, sent as a JSON string ("" when absent)
+    pub value: Option<String>,
+    /// Parse VALUE as JSON instead of sending it as a string
+    #[arg(long)]
+    pub json: bool,
+    /// The agent's socket (default: [plugins.unix-socket] path from the config)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Seconds to wait for the response
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub timeout: u64,
+}

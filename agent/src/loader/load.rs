@@ -1,0 +1,228 @@
+//! Opening one plugin file: `dlopen` with `RTLD_NOW | RTLD_LOCAL`, then
+//! abi_stable's header and layout checks, then the manifest.
+//!
+//! Never `RootModule::load_from_file`: it caches one module per type in a
+//! static, so a second plugin would come back as the first. Libraries are
+//! never closed: their code may still be running (hot swap) and abi_stable
+//! hands out `'static` references into them.
+
+use std::path::Path;
+
+use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+use nova_agent_plugin_api::abi_stable::library::{
+    AbiHeaderRef, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL,
+};
+use nova_agent_plugin_api::ffi::PluginRootRef;
+
+/// What a plugin says about itself, read before `init`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub exchanges: Vec<String>,
+    pub parsers: Vec<String>,
+    pub commands: Vec<String>,
+}
+
+/// Why a file could not be loaded: a one-line reason, and abi_stable's full
+/// report where it gave one (for the debug log).
+#[derive(Debug)]
+pub struct LoadError {
+    pub reason: String,
+    pub detail: Option<String>,
+}
+
+impl LoadError {
+    fn new(reason: impl Into<String>) -> Self {
+        LoadError {
+            reason: reason.into(),
+            detail: None,
+        }
+    }
+}
+
+/// Opens `path` and returns its root module and manifest.
+pub fn open(path: &Path) -> Result<(PluginRootRef, Manifest), LoadError> {
+    // SAFETY: loading a library runs its initialisers; the caller has run the
+    // trust check, which is all the safety there is for native code.
+    let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
+        .map_err(|e| LoadError::new(format!("cannot load: {}", error_chain(&e))))?;
+    // Never closed, see the module doc.
+    let library: &'static Library = Box::leak(Box::new(library));
+
+    // SAFETY: abi_stable exports this symbol as a static whose address reads
+    // as an `AbiHeaderRef`, exactly as `abi_header_from_raw_library` reads it.
+    let header: AbiHeaderRef =
+        match unsafe { library.get::<AbiHeaderRef>(ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes()) } {
+            Ok(symbol) => *symbol,
+            Err(_) => {
+                return Err(LoadError::new(
+                    "not a nova-agent plugin: it exports no abi_stable root module",
+                ))
+            }
+        };
+    let root = header
+        .upgrade()
+        .and_then(|header| header.init_root_module::<PluginRootRef>())
+        .map_err(explain)?;
+    let manifest = Manifest {
+        name: root.name().to_string(),
+        version: root.version().to_string(),
+        description: root.description().to_string(),
+        exchanges: root.exchanges().iter().map(|s| s.to_string()).collect(),
+        parsers: root.parsers().iter().map(|s| s.to_string()).collect(),
+        commands: root.commands().iter().map(|s| s.to_string()).collect(),
+    };
+    validate(&manifest).map_err(LoadError::new)?;
+    Ok((root, manifest))
+}
+
+fn validate(manifest: &Manifest) -> Result<(), String> {
+    let bad =
+        |name: &str| name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control());
+    if bad(&manifest.name) {
+        return Err(format!(
+            "invalid plugin name {:?} in its manifest",
+            manifest.name
+        ));
+    }
+    for (kind, names) in [
+        ("exchange", &manifest.exchanges),
+        ("parser", &manifest.parsers),
+        ("command", &manifest.commands),
+    ] {
+        for (i, name) in names.iter().enumerate() {
+            if bad(name) {
+                return Err(format!("invalid {kind} name {name:?} in its manifest"));
+            }
+            if names[..i].contains(name) {
+                return Err(format!("{kind} '{name}' listed twice in its manifest"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The whole chain of an error, outer to inner, on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// abi_stable's multi-line reports, reduced to one line each.
+fn explain(error: LibraryError) -> LoadError {
+    let detail = Some(error.to_string());
+    let reason = match &error {
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "plugin-api {}.{} expected, plugin built against {}.{}",
+            expected_version.major,
+            expected_version.minor,
+            actual_version.major,
+            actual_version.minor
+        ),
+        LibraryError::InvalidAbiHeader(found) => format!(
+            "built with an incompatible abi_stable (ABI {}.{})",
+            found.abi_major, found.abi_minor
+        ),
+        LibraryError::AbiInstability(report) => {
+            format!(
+                "incompatible plugin ABI: {}",
+                first_mismatch(&report.to_string())
+            )
+        }
+        LibraryError::RootModule { err, .. } => format!("its root module failed: {err}"),
+        other => other
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    LoadError { reason, detail }
+}
+
+/// The first mismatch in abi_stable's layout report, on one line:
+/// `mismatched package in type PluginRoot (expected a, found b)`.
+fn first_mismatch(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let after = |from: usize, label: &str| {
+        lines[from..]
+            .iter()
+            .position(|l| *l == label)
+            .and_then(|i| lines.get(from + i + 1))
+            .map(|l| l.to_string())
+    };
+    let Some(at) = lines.iter().position(|l| l.starts_with("Error:")) else {
+        return "layout mismatch".to_owned();
+    };
+    let mut reason = lines[at].trim_start_matches("Error:").trim().to_owned();
+    let inside = lines.iter().position(|l| l.ends_with("error(s)inside:"));
+    let ty = inside.and_then(|i| lines[i..at].iter().find_map(|l| l.strip_prefix("type:")));
+    if let Some(ty) = ty {
+        reason = format!("{reason} in type {ty}");
+    }
+    if let (Some(expected), Some(found)) = (after(at, "Expected:"), after(at, "Found:")) {
+        reason = format!("{reason} (expected {expected}, found {found})");
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_library_gets_a_one_line_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libjunk.so");
+        std::fs::write(&path, b"this is not an ELF file").unwrap();
+        let Err(e) = open(&path) else {
+            panic!("junk loaded")
+        };
+        assert!(e.reason.starts_with("cannot load: "), "{}", e.reason);
+        assert!(!e.reason.contains('\n'), "{}", e.reason);
+    }
+
+    #[test]
+    fn layout_reports_reduce_to_their_first_mismatch() {
+        let report = "Compared <this>:\n    type:PrefixRef\n\n1 error(s)inside:\n    <other>\n\n    \
+            field_name:0\n    type:PluginRoot\n    size:24 align:8\n\nLayout of expected type:\n    \
+            type:PluginRoot\n\nError:mismatched package\nExpected:\n    nova-agent-plugin-api\n\
+            Found:\n    other-crate\n";
+        assert_eq!(
+            first_mismatch(report),
+            "mismatched package in type PluginRoot (expected nova-agent-plugin-api, found other-crate)"
+        );
+        assert_eq!(first_mismatch("no marker here"), "layout mismatch");
+    }
+
+    #[test]
+    fn manifest_names_are_checked() {
+        let mut m = Manifest {
+            name: "core".into(),
+            commands: vec!["version".into(), "features".into()],
+            ..Manifest::default()
+        };
+        validate(&m).unwrap();
+        m.commands.push("version".into());
+        assert_eq!(
+            validate(&m).unwrap_err(),
+            "command 'version' listed twice in its manifest"
+        );
+        m.name = "has space".into();
+        assert!(validate(&m).unwrap_err().starts_with("invalid plugin name"));
+    }
+}

@@ -1,0 +1,61 @@
+//! `nova-agent`: the binary. It parses the command line and hands over to
+//! the library; see `lib.rs` for the map.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use nova_agent::cli::{Cli, Command, ConfigCommand, PluginsCommand};
+use nova_agent::config::Config;
+use nova_agent::{call, check, list, logging, run};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nova-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load = || Config::load(cli.config.as_deref());
+    let success = |ok: bool| {
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    };
+    match &cli.command {
+        Command::Run => {
+            let config = load()?;
+            logging::init(&config.log_level);
+            run::run(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugins(PluginsCommand::List { json }) => {
+            let config = load()?;
+            logging::init("error");
+            print!("{}", list::list(&config, *json)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let config = load()?;
+            logging::init("error");
+            let (report, ok) = check::check(&config)?;
+            print!("{report}");
+            Ok(success(ok))
+        }
+        Command::Call(args) => {
+            logging::init("error");
+            let config = if args.socket.is_some() {
+                None
+            } else {
+                Some(load()?)
+            };
+            Ok(success(call::call(args, config.as_ref())?))
+        }
+    }
+}

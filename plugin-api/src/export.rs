@@ -1,0 +1,124 @@
+//! `export_plugin!` and the hidden items its expansion names.
+
+use abi_stable::{
+    prefix_type::PrefixTypeTrait,
+    std_types::{RSlice, RStr},
+};
+
+use crate::ffi::{InitFn, PluginRoot, PluginRootRef};
+
+/// The symbol abi_stable looks up in every library it loads. Spelled out here
+/// (a test checks it against abi_stable's constant) so that plugin crates need
+/// no direct dependency on abi_stable.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __root_module_symbol {
+    () => {
+        "_1as_0lib_1header_0root_bmodule_bloader"
+    };
+}
+
+/// Exports a plugin: its manifest and its `init` function.
+///
+/// ```text
+/// nova_agent_plugin_api::export_plugin! {
+///     name: "hello",
+///     description: "says hello",
+///     exchanges: [],
+///     parsers: [],
+///     commands: ["hello"],
+///     init: init,   // fn(Host, &str) -> Result<Provides, PluginError>
+/// }
+/// ```
+///
+/// The version is the plugin crate's `CARGO_PKG_VERSION`. `init` receives the
+/// plugin's `[plugins.<name>]` table as JSON text (`{}` when absent) and must
+/// provide exactly the names listed. It runs under the panic guard, after the
+/// log bridge is installed; it must not open a transport or touch the system.
+#[macro_export]
+macro_rules! export_plugin {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        exchanges: [$($exchange:expr),* $(,)?],
+        parsers: [$($parser:expr),* $(,)?],
+        commands: [$($command:expr),* $(,)?],
+        init: $init:path $(,)?
+    ) => {
+        #[doc(hidden)]
+        #[export_name = $crate::__root_module_symbol!()]
+        pub static __NOVA_AGENT_PLUGIN_HEADER: $crate::__private::LibHeader = {
+            extern "C" fn __nova_agent_plugin_init(
+                host: $crate::ffi::HostBox,
+                config_json: $crate::__private::RStr<'_>,
+            ) -> $crate::__private::RResult<$crate::ffi::Instance, $crate::PluginError> {
+                $crate::__private::run_init(host, config_json, $init)
+            }
+            fn __nova_agent_plugin_root() -> $crate::ffi::PluginRootRef {
+                const EXCHANGES: &[$crate::__private::RStr<'static>] =
+                    &[$($crate::__private::RStr::from_str($exchange)),*];
+                const PARSERS: &[$crate::__private::RStr<'static>] =
+                    &[$($crate::__private::RStr::from_str($parser)),*];
+                const COMMANDS: &[$crate::__private::RStr<'static>] =
+                    &[$($crate::__private::RStr::from_str($command)),*];
+                $crate::__private::root_module(
+                    $crate::__private::Manifest {
+                        name: $name,
+                        version: env!("CARGO_PKG_VERSION"),
+                        description: $description,
+                        exchanges: EXCHANGES,
+                        parsers: PARSERS,
+                        commands: COMMANDS,
+                    },
+                    __nova_agent_plugin_init,
+                )
+            }
+            extern "C" fn __nova_agent_plugin_loader() -> $crate::__private::RootModuleResult {
+                $crate::__private::__call_root_module_loader(__nova_agent_plugin_root)
+            }
+            // SAFETY: `__nova_agent_plugin_loader` returns the root module of type
+            // `PluginRootRef`, the type named here.
+            unsafe {
+                $crate::__private::LibHeader::from_constructor::<$crate::ffi::PluginRootRef>(
+                    __nova_agent_plugin_loader,
+                    $crate::__private::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
+
+#[doc(hidden)]
+pub struct Manifest {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub exchanges: &'static [RStr<'static>],
+    pub parsers: &'static [RStr<'static>],
+    pub commands: &'static [RStr<'static>],
+}
+
+#[doc(hidden)]
+pub fn root_module(manifest: Manifest, init: InitFn) -> PluginRootRef {
+    PluginRoot {
+        name: RStr::from_str(manifest.name),
+        version: RStr::from_str(manifest.version),
+        description: RStr::from_str(manifest.description),
+        exchanges: RSlice::from_slice(manifest.exchanges),
+        parsers: RSlice::from_slice(manifest.parsers),
+        commands: RSlice::from_slice(manifest.commands),
+        init,
+    }
+    .leak_into_prefix()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_module_symbol_is_abi_stables() {
+        assert_eq!(
+            crate::__root_module_symbol!(),
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+    }
+}

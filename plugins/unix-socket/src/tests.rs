@@ -1,0 +1,423 @@
+//! End-to-end tests of the exchange object, without the agent: a real socket
+//! in a temporary directory, clients on std's `UnixStream`, and a fake parser
+//! thread calling `next_request` / `put_response`.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nova_agent_plugin_api::abi_stable::std_types::RResult;
+use nova_agent_plugin_api::Exchange;
+
+use crate::lines::MAX_LINE;
+use crate::server::{MAX_CONNECTIONS, TOO_LONG};
+use crate::{Config, UnixSocketExchange};
+
+/// A client read that takes longer than this fails the test instead of hanging.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn socket_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("run/nova-agent/agent.sock")
+}
+
+fn exchange(path: &Path) -> Arc<UnixSocketExchange> {
+    Arc::new(UnixSocketExchange::new(Config {
+        path: path.to_path_buf(),
+        metadata_dir: None,
+    }))
+}
+
+/// A fake agent thread with a fake parser: a request is answered with its
+/// bytes reversed, an unreadable one with "error: <reason>". Returns how many
+/// it answered once `next_request` says the exchange is shut down.
+fn serve(exchange: &Arc<UnixSocketExchange>) -> JoinHandle<usize> {
+    let exchange = Arc::clone(exchange);
+    thread::spawn(move || {
+        let mut answered = 0;
+        while let Some(request) = exchange.next_request().unwrap() {
+            let response = match &request.body {
+                RResult::ROk(body) => body.iter().rev().copied().collect::<Vec<u8>>(),
+                RResult::RErr(reason) => format!("error: {reason}").into_bytes(),
+            };
+            exchange.put_response(&request.id, &response).unwrap();
+            answered += 1;
+        }
+        answered
+    })
+}
+
+fn reversed(s: &str) -> String {
+    s.chars().rev().collect()
+}
+
+struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    fn connect(path: &Path) -> Client {
+        let stream = UnixStream::connect(path).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// One response line, without its newline.
+    fn recv(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        assert!(line.ends_with('\n'), "no complete response line: {line:?}");
+        line.pop();
+        line
+    }
+
+    /// The server closed the connection, with nothing more to say.
+    fn assert_closed(&mut self) {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => assert!(rest.is_empty(), "unexpected bytes: {rest:?}"),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+}
+
+#[test]
+fn answers_in_order_on_each_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+
+    let meta = fs::symlink_metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.mode() & 0o777, 0o600, "socket mode");
+    let parent = fs::metadata(path.parent().unwrap()).unwrap();
+    assert_eq!(parent.mode() & 0o022, 0, "created directory is not 0755");
+
+    let servers: Vec<_> = (0..3).map(|_| serve(&exchange)).collect();
+    let mut a = Client::connect(&path);
+    let mut b = Client::connect(&path);
+
+    // Two requests on one connection, in one write, with blank lines (ignored:
+    // they get no response) and CRLF endings between them; one on another.
+    a.send(b"abc\n\n \t \r\n{\"x\": 1}\r\n");
+    b.send(b"second\n");
+    assert_eq!(b.recv(), "dnoces");
+    assert_eq!(a.recv(), "cba");
+    assert_eq!(a.recv(), "}1 :\"x\"{");
+
+    // Many pipelined requests keep their order across three serving threads.
+    let batch: String = (0..50).map(|i| format!("request-{i:02}\n")).collect();
+    a.send(batch.as_bytes());
+    for i in 0..50 {
+        assert_eq!(a.recv(), reversed(&format!("request-{i:02}")));
+    }
+
+    // A last line without a newline is still a request; after it, the
+    // half-closed client gets its answer and then the end of the stream.
+    a.send(b"final");
+    a.writer.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(a.recv(), "lanif");
+    a.assert_closed();
+    b.send(b"more\n");
+    assert_eq!(b.recv(), "erom");
+
+    exchange.shutdown();
+    let answered: usize = servers.into_iter().map(|s| s.join().unwrap()).sum();
+    assert_eq!(
+        answered,
+        2 + 1 + 50 + 1 + 1,
+        "blank lines must not be requests"
+    );
+    assert!(!path.exists(), "socket file left behind");
+}
+
+#[test]
+fn an_overlong_line_is_answered_and_the_connection_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+    let server = serve(&exchange);
+    let mut client = Client::connect(&path);
+
+    let mut input = vec![b'a'; MAX_LINE + 1];
+    input.extend_from_slice(b"\nnext\n");
+    input.extend(vec![b'b'; MAX_LINE]);
+    input.extend_from_slice(b"\r\nafter\n");
+    // Written from another thread: the client reads answers meanwhile.
+    let mut writer = client.writer.try_clone().unwrap();
+    let writing = thread::spawn(move || writer.write_all(&input).unwrap());
+
+    assert_eq!(client.recv(), format!("error: {TOO_LONG}"));
+    assert_eq!(client.recv(), "txen");
+    let largest = client.recv();
+    assert_eq!(
+        largest.len(),
+        MAX_LINE,
+        "a line of exactly 1 MiB is a request"
+    );
+    assert!(largest.bytes().all(|b| b == b'b'));
+    assert_eq!(client.recv(), "retfa");
+    writing.join().unwrap();
+
+    exchange.shutdown();
+    assert_eq!(server.join().unwrap(), 4);
+}
+
+#[test]
+fn a_second_exchange_on_the_same_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let first = exchange(&path);
+    first.start().unwrap();
+    let server = serve(&first);
+
+    let second = exchange(&path);
+    let error = second.start().unwrap_err();
+    assert_eq!(
+        error.message(),
+        format!(
+            "socket {} is in use by another process (is another nova-agent running?)",
+            path.display()
+        )
+    );
+    second.shutdown();
+    drop(second);
+
+    // The first one still owns the path and serves.
+    let mut client = Client::connect(&path);
+    client.send(b"still here\n");
+    assert_eq!(client.recv(), "ereh llits");
+
+    first.shutdown();
+    assert_eq!(server.join().unwrap(), 1);
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_stale_socket_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let stale = UnixListener::bind(&path).unwrap();
+    let stale_ino = fs::symlink_metadata(&path).unwrap().ino();
+    drop(stale); // the file stays; connecting to it is refused
+
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+    let meta = fs::symlink_metadata(&path).unwrap();
+    assert_ne!(meta.ino(), stale_ino, "the stale socket was not replaced");
+    assert_eq!(meta.mode() & 0o777, 0o600);
+
+    let server = serve(&exchange);
+    let mut client = Client::connect(&path);
+    client.send(b"fresh\n");
+    assert_eq!(client.recv(), "hserf");
+    exchange.shutdown();
+    assert_eq!(server.join().unwrap(), 1);
+}
+
+#[test]
+fn what_is_not_a_socket_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, "precious\n").unwrap();
+
+    let exchange = exchange(&path);
+    let error = exchange.start().unwrap_err();
+    assert_eq!(
+        error.message(),
+        format!(
+            "{} exists and is not a socket; refusing to replace it",
+            path.display()
+        )
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), "precious\n");
+    // A failed start can be retried once the path is cleared.
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    assert!(
+        exchange.start().is_err(),
+        "a directory is not a socket either"
+    );
+    fs::remove_dir(&path).unwrap();
+    exchange.start().unwrap();
+    assert!(fs::symlink_metadata(&path).unwrap().file_type().is_socket());
+    exchange.shutdown();
+    assert!(!path.exists());
+}
+
+#[test]
+fn shutdown_wakes_everyone_and_removes_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+
+    // A client whose request is taken and never answered, and an idle one.
+    let mut pending = Client::connect(&path);
+    pending.send(b"never answered\n");
+    let taken = exchange.next_request().unwrap().unwrap();
+    let mut idle = Client::connect(&path);
+
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let exchange = Arc::clone(&exchange);
+            thread::spawn(move || exchange.next_request().unwrap().is_none())
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+
+    let started = Instant::now();
+    exchange.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    for waiter in waiters {
+        assert!(
+            waiter.join().unwrap(),
+            "next_request after shutdown is not None"
+        );
+    }
+    assert!(exchange.next_request().unwrap().is_none());
+    assert!(!path.exists(), "socket file left behind");
+    pending.assert_closed();
+    idle.assert_closed();
+
+    // Late answers, a second shutdown and a restart are all harmless.
+    exchange.put_response(&taken.id, b"late").unwrap();
+    exchange.shutdown();
+    assert!(exchange.start().is_err(), "shutdown is final");
+    assert!(!path.exists());
+}
+
+#[test]
+fn shutdown_leaves_a_socket_that_is_no_longer_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+    fs::remove_file(&path).unwrap();
+    let _other = UnixListener::bind(&path).unwrap();
+    exchange.shutdown();
+    assert!(path.exists(), "someone else's socket was removed");
+}
+
+#[test]
+fn unknown_ids_and_departed_clients_are_not_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+    exchange.put_response("99/1", b"x").unwrap();
+    exchange.put_response("nonsense", b"x").unwrap();
+
+    // The client hangs up before its answer.
+    let mut gone = Client::connect(&path);
+    gone.send(b"q\n");
+    let request = exchange.next_request().unwrap().unwrap();
+    drop(gone);
+    exchange.put_response(&request.id, b"late").unwrap();
+
+    // An id answered twice: the second answer goes nowhere.
+    let mut client = Client::connect(&path);
+    client.send(b"one\n");
+    let first = exchange.next_request().unwrap().unwrap();
+    exchange.put_response(&first.id, b"answer").unwrap();
+    exchange.put_response(&first.id, b"again").unwrap();
+    assert_eq!(client.recv(), "answer");
+    client.send(b"two\n");
+    let second = exchange.next_request().unwrap().unwrap();
+    assert_ne!(first.id, second.id);
+    assert_ne!(request.id, second.id);
+    exchange.put_response(&second.id, b"second answer").unwrap();
+    assert_eq!(client.recv(), "second answer");
+    exchange.shutdown();
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+    let server = serve(&exchange);
+
+    let mut clients: Vec<Client> = (0..MAX_CONNECTIONS)
+        .map(|i| {
+            let mut client = Client::connect(&path);
+            client.send(format!("{i:03}\n").as_bytes());
+            client
+        })
+        .collect();
+    // Every one answered: every one has its thread.
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.recv(), reversed(&format!("{i:03}")));
+    }
+    let mut extra = Client::connect(&path);
+    extra.assert_closed();
+
+    // Once one leaves, a newcomer is served again.
+    drop(clients.pop());
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut client = Client::connect(&path);
+        let _ = client.writer.write_all(b"again\n");
+        let mut line = String::new();
+        if matches!(client.reader.read_line(&mut line), Ok(n) if n > 0) {
+            assert_eq!(line, "niaga\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no connection slot came free");
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    exchange.shutdown();
+    assert_eq!(server.join().unwrap(), MAX_CONNECTIONS + 1);
+}
+
+#[test]
+fn metadata_comes_from_the_configured_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata_dir = dir.path().join("metadata");
+    fs::create_dir_all(metadata_dir.join("vm-data/networking")).unwrap();
+    fs::write(metadata_dir.join("vm-data/hostname"), "web01\n").unwrap();
+    fs::write(metadata_dir.join("vm-data/networking/BC764E000001"), "{}").unwrap();
+    let exchange = UnixSocketExchange::new(Config {
+        path: socket_path(&dir),
+        metadata_dir: Some(metadata_dir),
+    });
+    // No start needed: metadata does not go through the socket.
+    assert_eq!(
+        exchange
+            .metadata_read("vm-data/hostname")
+            .unwrap()
+            .as_deref(),
+        Some("web01")
+    );
+    assert_eq!(
+        exchange.metadata_list("vm-data/networking").unwrap(),
+        ["BC764E000001"]
+    );
+    assert!(exchange
+        .metadata_read("../metadata/vm-data/hostname")
+        .is_err());
+    assert_eq!(exchange.max_response_len(), None);
+}

@@ -1,0 +1,35 @@
+//! Test fixture: command `panic` panics, command `calm` answers "0". Proves a
+//! panic in a plugin becomes a "500" and the agent keeps serving.
+
+use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+
+struct Panics;
+
+impl Command for Panics {
+    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
+        panic!("the panic fixture panics on purpose")
+    }
+}
+
+struct Calm;
+
+impl Command for Calm {
+    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
+        Ok(Reply::ok(format!("calm: {}", call.value_json())))
+    }
+}
+
+fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
+    Ok(Provides::new()
+        .command("panic", Panics)
+        .command("calm", Calm))
+}
+
+export_plugin! {
+    name: "panic-fixture",
+    description: "test fixture: `panic` panics, `calm` does not",
+    exchanges: [],
+    parsers: [],
+    commands: ["panic", "calm"],
+    init: init,
+}

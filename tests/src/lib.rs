@@ -1,0 +1,314 @@
+//! End-to-end test harness: builds the workspace's binary and plugins, lays
+//! out a sandbox (plugin directory, root, config) in a temporary directory,
+//! runs `nova-agent` there with `apply = false`, and talks to it.
+//!
+//! Nothing here touches the machine outside the sandbox. Test-only plugins
+//! (panicking, wrong ABI, ...) live in `tests/plugins/`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The built-in plugins, by crate suffix.
+pub const BUILTIN: [&str; 3] = ["core", "json", "unix-socket"];
+
+/// `target/<profile>/`, where cargo leaves the binary and the `.so` files.
+pub fn artifacts() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // target/<profile>/deps/<test binary>
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        build_workspace(dir);
+        dir.to_path_buf()
+    })
+}
+
+/// `cargo test` builds neither binaries nor cdylibs of other packages, so the
+/// harness asks cargo for them once per test process (a no-op when fresh).
+fn build_workspace(profile_dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--workspace", "--quiet"]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        command.arg("--release");
+    }
+    let status = command.status().expect("running cargo build");
+    assert!(status.success(), "cargo build --workspace failed");
+}
+
+pub fn agent_bin() -> PathBuf {
+    artifacts().join("nova-agent")
+}
+
+/// A built-in plugin's `.so`, e.g. `plugin("unix-socket")`.
+pub fn plugin(name: &str) -> PathBuf {
+    artifacts().join(format!(
+        "libnova_agent_plugin_{}.so",
+        name.replace('-', "_")
+    ))
+}
+
+/// A test plugin's `.so`, e.g. `test_plugin("panic")`.
+pub fn test_plugin(name: &str) -> PathBuf {
+    artifacts().join(format!(
+        "libnova_agent_test_plugin_{}.so",
+        name.replace('-', "_")
+    ))
+}
+
+/// Whether the agent under test enforces the plugin trust check.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A temporary directory with `plugins/` (mode 0755), `root/`, `run/` and a
+/// config; removed when dropped.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    pub plugins: PathBuf,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Sandbox {
+    /// A sandbox holding the built-in plugins and a unix-socket channel.
+    pub fn with_builtins() -> Sandbox {
+        let sandbox = Sandbox::empty();
+        for name in BUILTIN {
+            sandbox.add_plugin(&plugin(name));
+        }
+        sandbox.write_config("");
+        sandbox
+    }
+
+    pub fn empty() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plugins = dir.path().join("plugins");
+        let root = dir.path().join("root");
+        for d in [
+            &plugins,
+            &root,
+            &dir.path().join("run"),
+            &dir.path().join("state"),
+        ] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Sandbox {
+            socket: dir.path().join("run/agent.sock"),
+            config: dir.path().join("agent.toml"),
+            plugins,
+            root,
+            dir,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies a plugin in, owned by the current user, mode 0644.
+    pub fn add_plugin(&self, so: &Path) -> PathBuf {
+        let target = self.plugins.join(so.file_name().unwrap());
+        std::fs::copy(so, &target).unwrap_or_else(|e| panic!("copying {}: {e}", so.display()));
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        target
+    }
+
+    /// The standard config plus `extra` TOML appended.
+    pub fn write_config(&self, extra: &str) {
+        let d = self.path().display();
+        let text = format!(
+            "plugin_dir = \"{d}/plugins\"\nroot = \"{d}/root\"\napply = false\n\
+             state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n\n\
+             [[channel]]\nexchange = \"unix-socket\"\nparser = \"json\"\n\n\
+             [plugins.unix-socket]\npath = \"{d}/run/agent.sock\"\n{extra}"
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// `nova-agent <args> --config <sandbox config>`, run to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(agent_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("running nova-agent")
+    }
+
+    /// Starts `nova-agent run` and waits until it reports it is serving.
+    pub fn start(&self) -> Agent {
+        let agent = self.spawn();
+        agent.wait_for_log("nova-agent 2.0.0 started");
+        agent
+    }
+
+    /// Starts `nova-agent run` without waiting.
+    pub fn spawn(&self) -> Agent {
+        let mut child = Command::new(agent_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting nova-agent");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (line_tx, line_rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = line_tx.send(line);
+            }
+        });
+        Agent {
+            child,
+            log,
+            lines: Mutex::new(line_rx),
+            socket: self.socket.clone(),
+        }
+    }
+}
+
+/// A running `nova-agent run`; killed if still running when dropped.
+pub struct Agent {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    lines: Mutex<mpsc::Receiver<String>>,
+    pub socket: PathBuf,
+}
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Agent {
+    /// Blocks until a log line contains `needle`; panics with the log after
+    /// `TIMEOUT` or if the agent exits first.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        let lines = self.lines.lock().unwrap();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?}; log:\n{}", self.log()),
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Opens a connection to the agent's socket.
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// One request on a fresh connection; the response line.
+    pub fn request(&self, line: &str) -> String {
+        self.connect().request(line)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` and waits for the exit; returns the status and how long
+    /// the exit took.
+    pub fn stop_with(&mut self, signal: i32) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.pid(), signal) };
+        let status = self.wait_exit(TIMEOUT).expect("agent did not exit");
+        (status, started.elapsed())
+    }
+
+    /// Waits up to `timeout` for the agent to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connection to the unix socket exchange.
+pub struct Client {
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Client {
+        let stream = UnixStream::connect(socket)
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", socket.display()));
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    /// Sends `line` (a newline is added) and reads one response line.
+    pub fn request(&mut self, line: &str) -> String {
+        self.send(format!("{line}\n").as_bytes());
+        self.read_line()
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("writing to the agent");
+    }
+
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .expect("reading from the agent");
+        assert!(
+            line.ends_with('\n'),
+            "response not newline-terminated: {line:?}"
+        );
+        line.pop();
+        line
+    }
+
+    /// True when the agent closed the connection.
+    pub fn at_eof(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0))
+    }
+}
+
+/// The Nova response for `(code, message)`, byte for byte.
+pub fn nova(code: &str, message: &str) -> String {
+    format!("{{\"message\": \"{message}\", \"returncode\": \"{code}\"}}")
+}

@@ -1,0 +1,135 @@
+//! Start-up and shutdown of `nova-agent run` through the built binary.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::time::Duration;
+
+use nova_agent_tests::{agent_bin, nova, plugin, Client, Sandbox, BUILTIN};
+
+#[test]
+fn sigterm_exits_zero_within_five_seconds_and_removes_the_socket() {
+    let sandbox = Sandbox::with_builtins();
+    let mut agent = sandbox.start();
+    let mode = std::fs::metadata(&sandbox.socket).unwrap();
+    assert!(mode.file_type().is_socket());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // An idle client connected does not hold the exit up.
+    let _idle = agent.connect();
+    let (status, took) = agent.stop_with(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(!sandbox.socket.exists());
+}
+
+#[test]
+fn sigint_exits_zero_too() {
+    let sandbox = Sandbox::with_builtins();
+    let mut agent = sandbox.start();
+    assert_eq!(agent.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+    let (status, _) = agent.stop_with(libc::SIGINT);
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_second_run_on_a_socket_in_use_fails_clearly_and_the_first_keeps_serving() {
+    let sandbox = Sandbox::with_builtins();
+    let first = sandbox.start();
+    let mut second = sandbox.spawn();
+    let status = second
+        .wait_exit(Duration::from_secs(30))
+        .expect("second agent exits");
+    assert_eq!(status.code(), Some(1));
+    let log = second.log();
+    assert!(
+        log.contains(&format!(
+            "socket {} is in use by another process",
+            sandbox.socket.display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("no channel could start"), "{log}");
+    assert_eq!(first.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+}
+
+#[test]
+fn a_stale_socket_is_replaced() {
+    let sandbox = Sandbox::with_builtins();
+    drop(std::os::unix::net::UnixListener::bind(&sandbox.socket).unwrap());
+    assert!(sandbox.socket.exists());
+    let agent = sandbox.start();
+    assert_eq!(agent.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+}
+
+#[test]
+fn a_channel_without_its_exchange_fails_and_with_no_channel_left_run_exits_1() {
+    let sandbox = Sandbox::empty();
+    sandbox.add_plugin(&plugin("core"));
+    sandbox.add_plugin(&plugin("json"));
+    sandbox.write_config("");
+    let mut agent = sandbox.spawn();
+    let status = agent
+        .wait_exit(Duration::from_secs(30))
+        .expect("agent exits");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        agent
+            .log()
+            .contains("no plugin provides exchange 'unix-socket'"),
+        "{}",
+        agent.log()
+    );
+}
+
+/// The README demo: with no --config and no /etc/nova-agent/agent.toml the
+/// agent runs on its embedded default, everything under its own directory.
+#[test]
+fn the_embedded_default_serves_from_the_executables_directory() {
+    if Path::new("/etc/nova-agent/agent.toml").exists() {
+        eprintln!(
+            "skipped: /etc/nova-agent/agent.toml exists, so the embedded default is not used"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(agent_bin(), bin.join("nova-agent")).unwrap();
+    for name in BUILTIN {
+        let so = plugin(name);
+        std::fs::copy(&so, bin.join(so.file_name().unwrap())).unwrap();
+    }
+    let mut child = std::process::Command::new(bin.join("nova-agent"))
+        .arg("run")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = bin.join("demo/run/agent.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        Client::connect(&socket).request(r#"{"name": "version"}"#),
+        nova("0", "2.0.0")
+    );
+    let call = std::process::Command::new(bin.join("nova-agent"))
+        .args(["call", "version"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&call.stdout),
+        format!("{}\n", nova("0", "2.0.0"))
+    );
+    assert!(bin.join("demo/root").is_dir());
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
