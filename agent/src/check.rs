@@ -14,7 +14,8 @@ use crate::registry::Registry;
 pub fn check(config: &Config) -> Result<(String, bool)> {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
-    if !config.root.is_dir() {
+    // The embedded default's sandbox is created by `run`.
+    if !config.is_embedded() && !config.root.is_dir() {
         problems.push(format!("root {} is not a directory", config.root.display()));
     }
     let host = AgentHost::new(config.root.clone(), config.apply);

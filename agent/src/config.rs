@@ -400,6 +400,18 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_default_config_parses() {
+        let c = Config::parse(include_str!("../../packaging/agent.toml"), "agent.toml").unwrap();
+        assert!(c.apply);
+        assert_eq!(c.root, PathBuf::from("/"));
+        assert_eq!(c.channels[0].name(), "unix-socket+json");
+        assert_eq!(
+            c.plugin_json("unix-socket"),
+            r#"{"path":"/run/nova-agent/agent.sock"}"#
+        );
+    }
+
+    #[test]
     fn embedded_default_lives_under_the_given_directory() {
         let c = Config::embedded_default_in(Path::new("/work/x \"q\"/target/release")).unwrap();
         assert!(!c.apply);

@@ -30,12 +30,12 @@ impl Dispatcher<'_> {
         if self.deny.contains(name) {
             tracing::info!(
                 channel = self.context.channel,
-                "command '{name}' is denied by [commands] deny"
+                "command {name:?} is denied by [commands] deny"
             );
             return None;
         }
         let Some(command) = self.registry.commands.get(name) else {
-            tracing::info!(channel = self.context.channel, "unknown command '{name}'");
+            tracing::info!(channel = self.context.channel, "unknown command {name:?}");
             return None;
         };
         let started = Instant::now();
@@ -47,7 +47,7 @@ impl Dispatcher<'_> {
                 tracing::error!(
                     channel = self.context.channel,
                     plugin = %command.plugin,
-                    "command '{name}' panicked: {message}"
+                    "command {name:?} panicked: {message}"
                 );
                 Reply::error(format!(
                     "command '{name}' failed unexpectedly; see the agent's log"
@@ -57,7 +57,7 @@ impl Dispatcher<'_> {
         tracing::info!(
             channel = self.context.channel,
             plugin = %command.plugin,
-            "command '{name}' answered {} in {:.1?}",
+            "command {name:?} answered {} in {:.1?}",
             reply.code,
             started.elapsed()
         );

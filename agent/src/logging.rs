@@ -17,15 +17,31 @@ use tracing_core::{
     subscriber::Interest,
     Event, Level, Metadata,
 };
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Starts the log. `RUST_LOG`, when set, overrides `level`.
+/// Starts the log. `RUST_LOG`, when set, overrides `level`; it takes
+/// `level` and `target=level` directives separated by commas (no regexes:
+/// `Targets` instead of `EnvFilter` keeps the regex engine out of the binary).
 pub fn init(level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let targets = match from_env.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(targets)) => targets,
+        Some(Err(e)) => {
+            eprintln!("nova-agent: ignoring RUST_LOG ({e}); using level {level}");
+            level.parse().unwrap_or_default()
+        }
+        None => level.parse().unwrap_or_default(),
+    };
+    let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = tracing_subscriber::registry()
+        .with(format)
+        .with(targets)
         .try_init();
 }
 

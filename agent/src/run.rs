@@ -15,9 +15,9 @@ use crate::host::{AgentHost, AGENT_VERSION};
 use crate::loader::{self, State};
 use crate::registry::Registry;
 
-/// Time the channels get to finish their requests after a stop signal; the
-/// rest of the 5 s budget covers plugin shutdown.
-const DRAIN_BUDGET: Duration = Duration::from_millis(4000);
+/// Time the channels and plugins get to stop after a stop signal; the agent
+/// exits within 5 s whatever they do.
+const STOP_BUDGET: Duration = Duration::from_millis(4500);
 
 pub fn run(config: Config) -> Result<()> {
     // Block the stop signals before any thread exists, so every thread (ours
@@ -99,34 +99,35 @@ pub fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn stop(channels: Vec<Channel>, shared: &Shared) {
+fn stop(channels: Vec<Channel>, shared: &Arc<Shared>) {
     shared.stopping.store(true, Ordering::Release);
-    for channel in &channels {
-        channel.stop();
-    }
-    // Join on a helper thread so a command that does not return cannot hold
-    // the exit past the budget.
+    // Everything runs on a helper thread, so neither a command that does not
+    // return nor a plugin's `shutdown` that hangs can hold the exit past the
+    // budget.
     let (done_tx, done_rx) = mpsc::channel();
     let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
     let started = Instant::now();
-    let _ = std::thread::Builder::new()
+    let registry = shared.registry.load_full();
+    let spawned = std::thread::Builder::new()
         .name("stop".into())
         .spawn(move || {
+            for channel in &channels {
+                channel.stop();
+            }
             for channel in channels {
                 channel.join();
             }
+            registry.shutdown();
             let _ = done_tx.send(());
         });
-    if done_rx.recv_timeout(DRAIN_BUDGET).is_err() {
+    if spawned.is_err() || done_rx.recv_timeout(STOP_BUDGET).is_err() {
         tracing::warn!(
-            "channels {} did not finish within {:?}; exiting anyway",
-            names.join(", "),
-            DRAIN_BUDGET
+            "channels {} did not stop within {STOP_BUDGET:?}; exiting anyway",
+            names.join(", ")
         );
         return;
     }
-    tracing::debug!("channels drained in {:?}", started.elapsed());
-    shared.registry.load().shutdown();
+    tracing::debug!("stopped in {:?}", started.elapsed());
 }
 
 /// The embedded default's sandbox: created, so the demo runs from a clean

@@ -59,7 +59,9 @@ pub trait Parser: Send + Sync + 'static {
 pub struct Host(Arc<HostBox>);
 
 impl Host {
-    pub(crate) fn new(ffi: HostBox) -> Self {
+    /// A host over any `FfiHost`: how the guard makes one, and how a plugin's
+    /// unit tests can (`FfiHost_TO::from_value(my_host, TD_Opaque)`).
+    pub fn new(ffi: HostBox) -> Self {
         Host(Arc::new(ffi))
     }
 

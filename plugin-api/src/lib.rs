@@ -65,7 +65,14 @@
 //!     commands: ["hello"],
 //!     init: init,
 //! }
-//! # fn main() {}
+//! # fn main() {
+//! #     // What the agent does after dlopen: check the ABI, read the manifest.
+//! #     let root = __NOVA_AGENT_PLUGIN_HEADER
+//! #         .init_root_module::<nova_agent_plugin_api::ffi::PluginRootRef>()
+//! #         .unwrap();
+//! #     assert_eq!(root.name().as_str(), "hello");
+//! #     assert_eq!(root.commands().len(), 1);
+//! # }
 //! ```
 //!
 //! `cargo build --release` leaves `target/release/libnova_agent_plugin_hello.so`;

@@ -133,3 +133,18 @@ fn the_embedded_default_serves_from_the_executables_directory() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_command_that_does_not_return_cannot_hold_the_exit_past_five_seconds() {
+    let sandbox = Sandbox::with_builtins();
+    sandbox.add_plugin(&nova_agent_tests::test_plugin("panic"));
+    let mut agent = sandbox.start();
+    let mut hung = agent.connect();
+    hung.send(b"{\"name\": \"hang\"}\n");
+    agent.wait_for_log("hang: not returning for two minutes");
+    // Other requests are still served meanwhile.
+    assert_eq!(agent.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+    let (status, took) = agent.stop_with(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}

@@ -119,7 +119,7 @@ fn panicking_command_answers_500_and_agent_keeps_serving() {
         client.request(r#"{"name": "calm", "value": 1}"#),
         nova("0", "calm: 1")
     );
-    agent.wait_for_log("command 'panic' panicked: the panic fixture panics on purpose");
+    agent.wait_for_log("command \"panic\" panicked: the panic fixture panics on purpose");
 }
 
 #[test]

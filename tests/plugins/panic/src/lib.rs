@@ -1,5 +1,7 @@
-//! Test fixture: command `panic` panics, command `calm` answers "0". Proves a
-//! panic in a plugin becomes a "500" and the agent keeps serving.
+//! Test fixture: command `panic` panics, command `calm` answers "0", command
+//! `hang` does not return for two minutes. Proves a panic in a plugin becomes
+//! a "500" and the agent keeps serving, and that a command that does not
+//! return cannot keep the agent from stopping.
 
 use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
 
@@ -19,6 +21,16 @@ impl Command for Calm {
     }
 }
 
+struct Hang;
+
+impl Command for Hang {
+    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
+        tracing::info!("hang: not returning for two minutes");
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        Ok(Reply::ok("done"))
+    }
+}
+
 fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
     Ok(Provides::new()
         .command("panic", Panics)
@@ -27,9 +39,9 @@ fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
 
 export_plugin! {
     name: "panic-fixture",
-    description: "test fixture: `panic` panics, `calm` does not",
+    description: "test fixture: `panic` panics, `calm` does not, `hang` hangs",
     exchanges: [],
     parsers: [],
-    commands: ["panic", "calm"],
+    commands: ["panic", "calm", "hang"],
     init: init,
 }

@@ -1,0 +1,231 @@
+//! Benchmark (not a test): the unix-socket round trip of `version`, side by
+//! side with qemu-guest-agent's `guest-ping` through the same client loop;
+//! the time from `nova-agent run` to the first answered request; idle RSS.
+//!
+//! `cargo bench -p nova-agent-tests --bench roundtrip [-- --requests N]`
+//! Results go to stdout; docs/performance.md records them with the machine.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nova_agent_tests::{agent_bin, Sandbox};
+
+const WARMUP: usize = 2_000;
+
+fn main() {
+    let requests = std::env::args()
+        .skip_while(|a| a != "--requests")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    println!("machine: {} cores, {}", cores(), cpu_model());
+    println!("method: one client connection, {requests} sequential requests after {WARMUP} warm-up ones;");
+    println!(
+        "        each round trip timed with Instant from write to the end of the response line\n"
+    );
+
+    for (label, level) in [
+        ("nova-agent, [log] level = \"info\" (default)", "info"),
+        ("nova-agent, [log] level = \"warn\"", "warn"),
+    ] {
+        let sandbox = Sandbox::with_builtins();
+        sandbox.write_config(&format!("[log]\nlevel = \"{level}\"\n"));
+        let mut agent = spawn_agent(&sandbox);
+        wait_for_socket(&sandbox.socket);
+        let samples = round_trips(
+            &sandbox.socket,
+            br#"{"name": "version", "value": "agent"}"#,
+            requests,
+        );
+        report(label, &samples);
+        println!("    idle RSS after the run: {} kB", rss_kb(agent.id()));
+        stop(&mut agent);
+    }
+
+    match qemu_ga() {
+        Some((mut qga, socket, _state)) => {
+            let samples = round_trips(&socket, br#"{"execute": "guest-ping"}"#, requests);
+            report(
+                &format!("qemu-ga {}, guest-ping", qemu_ga_version()),
+                &samples,
+            );
+            println!("    idle RSS after the run: {} kB", rss_kb(qga.id()));
+            stop(&mut qga);
+        }
+        None => println!(
+            "qemu-ga: not installed (apt-get install qemu-guest-agent); no side-by-side figure"
+        ),
+    }
+
+    start_up_time();
+    idle_rss();
+}
+
+fn spawn_agent(sandbox: &Sandbox) -> Child {
+    Command::new(agent_bin())
+        .args(["run", "--config"])
+        .arg(&sandbox.config)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nova-agent")
+}
+
+fn round_trips(socket: &Path, request: &[u8], count: usize) -> Vec<Duration> {
+    let stream = UnixStream::connect(socket).expect("connecting");
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::with_capacity(128);
+    let mut message = request.to_vec();
+    message.push(b'\n');
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..WARMUP + count {
+        line.clear();
+        let started = Instant::now();
+        writer.write_all(&message).unwrap();
+        reader.read_until(b'\n', &mut line).unwrap();
+        let took = started.elapsed();
+        assert!(line.ends_with(b"\n"), "short response");
+        if i >= WARMUP {
+            samples.push(took);
+        }
+    }
+    samples
+}
+
+fn report(label: &str, samples: &[Duration]) {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let at = |q: f64| sorted[((sorted.len() as f64 - 1.0) * q).round() as usize];
+    let total: Duration = sorted.iter().sum();
+    println!(
+        "{label}:\n    median {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs; {:.0} requests/s on one connection",
+        micros(at(0.5)),
+        micros(at(0.99)),
+        micros(at(0.999)),
+        sorted.len() as f64 / total.as_secs_f64()
+    );
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// From spawning `nova-agent run` to the first `version` answer, 20 times.
+fn start_up_time() {
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        let sandbox = Sandbox::with_builtins();
+        let started = Instant::now();
+        let mut agent = spawn_agent(&sandbox);
+        loop {
+            if let Ok(stream) = UnixStream::connect(&sandbox.socket) {
+                let mut writer = stream.try_clone().unwrap();
+                writer.write_all(b"{\"name\": \"version\"}\n").unwrap();
+                let mut line = String::new();
+                if BufReader::new(stream).read_line(&mut line).is_ok() && line.ends_with('\n') {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        samples.push(started.elapsed());
+        stop(&mut agent);
+    }
+    samples.sort();
+    println!(
+        "\nstart-up, from spawning `nova-agent run` (3 built-in plugins) to the first answered request, 20 runs:\n    median {:.1} ms, max {:.1} ms",
+        micros(samples[samples.len() / 2]) / 1000.0,
+        micros(*samples.last().unwrap()) / 1000.0
+    );
+}
+
+/// RSS of an agent with every built-in plugin loaded, idle after 100 requests.
+fn idle_rss() {
+    let sandbox = Sandbox::with_builtins();
+    let mut agent = spawn_agent(&sandbox);
+    wait_for_socket(&sandbox.socket);
+    round_trips(&sandbox.socket, br#"{"name": "version"}"#, 100);
+    std::thread::sleep(Duration::from_millis(200));
+    println!(
+        "\nidle RSS, all built-in plugins loaded, after 100 requests: {} kB",
+        rss_kb(agent.id())
+    );
+    stop(&mut agent);
+}
+
+fn wait_for_socket(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UnixStream::connect(socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn qemu_ga() -> Option<(Child, std::path::PathBuf, tempfile::TempDir)> {
+    let binary = ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let state = tempfile::tempdir().unwrap();
+    let socket = state.path().join("qga.sock");
+    let child = Command::new(binary)
+        .args(["-m", "unix-listen", "-p"])
+        .arg(&socket)
+        .arg("-t")
+        .arg(state.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    wait_for_socket(&socket);
+    // qemu-ga serves one connection at a time: the probe connection above
+    // must be gone before the measured one connects.
+    std::thread::sleep(Duration::from_millis(100));
+    Some((child, socket, state))
+}
+
+fn qemu_ga_version() -> String {
+    Command::new("qemu-ga")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().last().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn stop(child: &mut Child) {
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
