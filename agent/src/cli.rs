@@ -12,7 +12,17 @@ use clap::{Args, Parser, Subcommand};
 /// does not exist, an embedded development default that keeps everything
 /// under the executable's directory and changes nothing on the machine.
 #[derive(Parser, Debug)]
-#[command(name = "nova-agent", version, propagate_version = true)]
+#[command(
+    name = "nova-agent",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  \
+      nova-agent run                      serve (Ctrl-C or SIGTERM stops it)\n  \
+      nova-agent call version             ask the running agent its version\n  \
+      nova-agent call resetnetwork        run a command, as the host would\n  \
+      nova-agent plugins list --json      what is installed, and why a plugin is not loaded\n  \
+      nova-agent config check -c FILE     check a config before installing it"
+)]
 pub struct Cli {
     /// Configuration file (TOML)
     #[arg(long, short = 'c', global = true, value_name = "PATH")]

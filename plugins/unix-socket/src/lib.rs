@@ -15,10 +15,17 @@
 //! no authentication beyond the socket's mode and ownership, and it never logs
 //! request or response bytes (they carry passwords and keys).
 //!
+//! It starts no thread of its own: the agent's workers, blocked in
+//! `next_request`, wait on the sockets themselves (one epoll instance), so the
+//! thread that reads a request is the one that processes and answers it.
+//!
 //! Layout: this file holds the config and the [`Exchange`] object; `server`
-//! the socket's threads and the request queue; `lines` the bounded line
-//! splitter; `socket` the careful opening of the socket file; `metadata` the
-//! metadata directory; `tests` the end-to-end tests of the exchange.
+//! the epoll loop that `next_request` runs (accepting, reading, re-arming)
+//! and `put_response`/`shutdown`; `conn` one connection's state, reading a
+//! request and writing an answer; `poller` the epoll, eventfd and poll(2)
+//! wrappers; `lines` the bounded, resumable line splitter; `socket` the
+//! careful opening of the socket file; `metadata` the metadata directory;
+//! `tests` the end-to-end tests of the exchange.
 //!
 //! ```toml
 //! [plugins.unix-socket]
@@ -31,8 +38,10 @@ use std::path::{Path, PathBuf};
 use nova_agent_plugin_api::{export_plugin, Exchange, Host, PluginError, Provides, Request};
 use serde::Deserialize;
 
+mod conn;
 mod lines;
 mod metadata;
+mod poller;
 mod server;
 mod socket;
 
@@ -128,9 +137,9 @@ fn without_position(e: &serde_json::Error) -> String {
 
 /// The exchange `unix-socket`.
 ///
-/// `start` opens the socket; requests then arrive from the connections' threads
-/// through a shared queue (`next_request`), and `put_response` writes each
-/// answer straight to its connection.
+/// `start` opens the socket; each `next_request` then serves the sockets until
+/// one yields a complete line, and `put_response` writes the answer straight
+/// to its connection and lets that connection be read again.
 pub struct UnixSocketExchange {
     server: server::Server,
     metadata: metadata::Metadata,
@@ -152,7 +161,7 @@ impl Exchange for UnixSocketExchange {
     }
 
     fn next_request(&self) -> Result<Option<Request>, PluginError> {
-        Ok(self.server.next_request())
+        self.server.next_request().map_err(PluginError::failed)
     }
 
     fn put_response(&self, id: &str, response: &[u8]) -> Result<(), PluginError> {

@@ -1,6 +1,12 @@
 //! Splitting a connection's bytes into request lines, with a bound on what a
 //! line may hold: a line longer than `MAX_LINE` is read and thrown away as it
 //! arrives, never buffered whole.
+//!
+//! The source is a non-blocking socket: a read that would block ends `next`
+//! with `Line::Pending`, and the next call resumes where it stopped. One read
+//! takes whatever the socket holds, so the buffer may keep bytes of the lines
+//! after the one returned; `ready` tells whether the next call can answer
+//! without reading.
 
 use std::io::{self, Read};
 use std::mem;
@@ -15,7 +21,10 @@ pub(crate) enum Line<'a> {
     Data(&'a [u8]),
     /// A line longer than `MAX_LINE`, read and thrown away.
     TooLong,
+    /// The client sent everything it will send (and all of it was returned).
     Eof,
+    /// No complete line yet: the source has nothing more to read for now.
+    Pending,
 }
 
 /// Splits a stream into lines, holding at most `MAX_LINE` + 2 bytes: a longer
@@ -44,6 +53,7 @@ impl LineReader {
         }
     }
 
+    /// The next line; `Pending` when `src` would block before one is complete.
     pub(crate) fn next(&mut self, mut src: impl Read) -> io::Result<Line<'_>> {
         loop {
             let unscanned = &self.buf[self.scanned..self.end];
@@ -73,6 +83,7 @@ impl LineReader {
                 match src.read(&mut self.buf[self.end..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Line::Pending),
                     Err(e) => return Err(e),
                 }
             };
@@ -82,6 +93,17 @@ impl LineReader {
                 self.end += n;
             }
         }
+    }
+
+    /// `next` has something to return without reading: a complete line, or
+    /// the end of the stream (maybe after a last line without its newline).
+    pub(crate) fn ready(&self) -> bool {
+        self.eof || self.buf[self.scanned..self.end].contains(&b'\n')
+    }
+
+    /// The stream has ended and every line of it was returned.
+    pub(crate) fn finished(&self) -> bool {
+        self.eof && !self.discarding && self.start == self.end
     }
 
     /// Makes `buf[end..]` non-empty, dropping an overlong line's bytes.
@@ -149,6 +171,7 @@ mod tests {
                 Line::Data(line) => out.push(Ok(line.to_vec())),
                 Line::TooLong => out.push(Err(())),
                 Line::Eof => return out,
+                Line::Pending => panic!("a blocking source never says Pending"),
             }
             assert!(reader.buf.len() <= MAX_LINE + 2);
         }
@@ -190,5 +213,53 @@ mod tests {
             assert_eq!(got[4], Ok(b"ok2".to_vec()));
             assert_eq!(got[5], Err(()), "an overlong last line without newline");
         }
+    }
+
+    #[test]
+    fn resumes_after_a_read_that_would_block() {
+        /// Hands out one chunk per read, and "would block" between chunks.
+        struct Trickle(Vec<&'static [u8]>, bool);
+        impl Read for &mut Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.1 = !self.1;
+                if self.1 {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                match self.0.first_mut() {
+                    None => Ok(0),
+                    Some(chunk) => {
+                        let n = chunk.len().min(buf.len());
+                        buf[..n].copy_from_slice(&chunk[..n]);
+                        *chunk = &chunk[n..];
+                        if chunk.is_empty() {
+                            self.0.remove(0);
+                        }
+                        Ok(n)
+                    }
+                }
+            }
+        }
+        let mut src = Trickle(vec![b"ab", b"c\nd\r\n", b"e\n\nf"], false);
+        let mut reader = LineReader::new();
+        let mut got = Vec::new();
+        loop {
+            match reader.next(&mut src).unwrap() {
+                Line::Data(line) => {
+                    let line = String::from_utf8(line.to_vec()).unwrap();
+                    // What is buffered after each line: "d\r\n" after "abc",
+                    // the blank line after "e", the end of the stream after
+                    // "f"; nothing complete otherwise.
+                    let ready = matches!(line.as_str(), "abc" | "e" | "f");
+                    assert_eq!(reader.ready(), ready, "after {line:?}");
+                    got.push(line);
+                }
+                Line::Pending => got.push("-".to_owned()),
+                Line::TooLong => panic!("no long line here"),
+                Line::Eof => break,
+            }
+            assert!(!reader.finished() || got.last().unwrap() == "f");
+        }
+        assert_eq!(got, ["-", "-", "abc", "d", "-", "e", "", "-", "f"]);
+        assert!(reader.ready() && reader.finished());
     }
 }

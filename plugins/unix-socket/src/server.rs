@@ -1,73 +1,99 @@
-//! The running socket: the accept thread, one thread per connection, and the
-//! queue through which requests reach the agent's threads.
+//! The running socket, served by the agent's own worker threads: the thread
+//! that reads a request is the thread that processes and answers it, as in a
+//! single-threaded server, with no hand-off (and no thread wake-up) between
+//! reading and processing. The plugin starts no thread.
 //!
-//! One request's path: its connection's thread reads the line, queues it
-//! (waking one agent thread, and only if one is waiting) and goes back to
-//! reading; the agent thread that took it calls `put_response`, which writes
-//! the answer and its newline to the socket in one `sendmsg`. A connection
-//! queues its next request only once the previous one is answered, so answers
-//! keep their order and one client cannot flood the queue; meanwhile its
-//! thread may already be reading that next line, which saves a thread wake-up
-//! per request.
+//! One epoll instance per exchange holds the listening socket and every
+//! connection, all non-blocking and registered with EPOLLIN | EPOLLONESHOT,
+//! plus a level-triggered eventfd that shutdown signals. A worker blocked in
+//! `next_request` waits for one event at a time:
+//!
+//! - the listener: accept every pending connection (closing those beyond
+//!   `MAX_CONNECTIONS`), register them, re-arm the listener;
+//! - a connection: read what it holds; a complete line is handed out as the
+//!   request, and the connection stays disarmed (busy) until `put_response`
+//!   has written the answer; with no complete line yet, re-arm it and wait on;
+//! - the eventfd: the exchange is shutting down, answer `None`.
+//!
+//! EPOLLONESHOT is what makes this safe with several workers: an event
+//! disarms its descriptor, so one thread at most reads a connection (or
+//! accepts) at a time, and a connection has one request in flight at most,
+//! which keeps its answers in order.
+//!
+//! Pipelined lines. One `recv` takes whatever the socket holds, so the
+//! connection's buffer (`lines::LineReader`) may already hold its next lines
+//! when an answer goes out. Re-arming for readability alone would then wait
+//! for bytes the client has already sent. So `put_response` re-arms such a
+//! connection for EPOLLOUT too: a socket whose client reads its answers is
+//! writable, the event fires at once, and a waiting worker (maybe this same
+//! one, back in `next_request`) takes the buffered line. A client that reads
+//! no answers at all waits with its buffered lines until it does (or sends
+//! more), which is fair back-pressure. The alternative, peeking (MSG_PEEK) to
+//! read exactly one line and leave the rest in the kernel, would cost a second
+//! `recv` for every request.
+//!
+//! Answers are written with one `sendmsg` (body and newline) on the
+//! non-blocking socket; when it is full, `put_response` waits for room at most
+//! `WRITE_TIMEOUT` in all, then closes the connection: a client that never
+//! reads cannot hold an agent thread for good. A turn of reading is bounded
+//! too, so one client streaming an endless line cannot either.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::mem;
-use std::net::Shutdown;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread;
+use std::time::Duration;
 
 use nova_agent_plugin_api::Request;
 use tracing::{debug, info, warn};
 
-use crate::lines::{Line, LineReader, MAX_LINE};
+use crate::conn::{After, Conn, Turn};
+use crate::poller::{Poller, READ_ONCE, READ_OR_WRITE_ONCE, WAKE};
 use crate::socket;
 
-/// Why a line longer than `MAX_LINE` is answered with an error.
-pub(crate) const TOO_LONG: &str = "request line is longer than 1048576 bytes";
 /// Connections served at once; more are closed as they arrive.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
-const STACK_SIZE: usize = 128 * 1024;
-/// How long one response write may wait for a client that does not read.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The listener's token in epoll events; connections' are their numbers.
+const LISTENER: u64 = WAKE - 1;
+/// Connections one turn may accept before it lets the others go first.
+const ACCEPT_BUDGET: usize = 128;
+/// How long accepting pauses when the process is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The socket of one exchange, from `start` to `shutdown`.
 pub(crate) struct Server {
-    inner: Arc<Inner>,
+    path: PathBuf,
+    stopping: AtomicBool,
+    /// Made by the first `start` (under `life`), kept until the end.
+    poller: OnceLock<Poller>,
+    /// The listening socket while running. Held while accepting, so that
+    /// shutdown cannot close it under a worker's feet.
+    listener: Mutex<Option<UnixListener>>,
+    conns: Mutex<Conns>,
+    /// An accept failure was logged and no accept succeeded since.
+    accept_failing: AtomicBool,
     life: Mutex<Life>,
 }
 
 enum Life {
     Idle,
-    Running(Running),
+    /// Device and inode of our socket file.
+    Running((u64, u64)),
     /// Shut down for good: `next_request` answers `None` from now on.
     Stopped,
-}
-
-struct Running {
-    listener: Arc<UnixListener>,
-    accept: JoinHandle<()>,
-    /// Device and inode of our socket file.
-    id: (u64, u64),
-}
-
-/// What the accept and connection threads share with the exchange.
-struct Inner {
-    path: PathBuf,
-    queue: Queue,
-    conns: Mutex<Conns>,
-    stopping: AtomicBool,
 }
 
 struct Conns {
     map: HashMap<u64, Arc<Conn>>,
     last: u64,
+    /// Shut down: admit no more.
     closed: bool,
     /// A "too many connections" warning was logged and no connection was
     /// admitted since.
@@ -77,23 +103,23 @@ struct Conns {
 impl Server {
     pub(crate) fn new(path: PathBuf) -> Self {
         Server {
-            inner: Arc::new(Inner {
-                path,
-                queue: Queue::default(),
-                conns: Mutex::new(Conns {
-                    map: HashMap::new(),
-                    last: 0,
-                    closed: false,
-                    full_warned: false,
-                }),
-                stopping: AtomicBool::new(false),
+            path,
+            stopping: AtomicBool::new(false),
+            poller: OnceLock::new(),
+            listener: Mutex::new(None),
+            conns: Mutex::new(Conns {
+                map: HashMap::new(),
+                last: 0,
+                closed: false,
+                full_warned: false,
             }),
+            accept_failing: AtomicBool::new(false),
             life: Mutex::new(Life::Idle),
         }
     }
 
     pub(crate) fn start(&self) -> Result<(), String> {
-        let path = &self.inner.path;
+        let path = &self.path;
         let mut life = lock(&self.life);
         match *life {
             Life::Idle => {}
@@ -105,111 +131,255 @@ impl Server {
                 ))
             }
         }
-        let bound = socket::open(path)?;
-        let listener = Arc::new(bound.listener);
-        let spawned = {
-            let inner = Arc::clone(&self.inner);
-            let listener = Arc::clone(&listener);
-            thread::Builder::new()
-                .name("unix-socket".to_owned())
-                .stack_size(STACK_SIZE)
-                .spawn(move || accept_loop(&inner, &listener))
-        };
-        let accept = match spawned {
-            Ok(handle) => handle,
-            Err(e) => {
-                remove_if_ours(path, bound.id);
-                return Err(format!(
-                    "cannot start the thread serving {}: {e}",
-                    path.display()
-                ));
+        let poller = match self.poller.get() {
+            Some(poller) => poller,
+            None => {
+                let made = Poller::new()
+                    .map_err(|e| format!("cannot serve {}: epoll: {e}", path.display()))?;
+                self.poller.get_or_init(|| made)
             }
         };
-        *life = Life::Running(Running {
-            listener,
-            accept,
-            id: bound.id,
-        });
+        let bound = socket::open(path)?;
+        // Registered under the lock, so that a worker taking its first event
+        // finds it in place.
+        let mut slot = lock(&self.listener);
+        let listener = bound.listener;
+        let registered = listener
+            .set_nonblocking(true)
+            .and_then(|()| poller.add(listener.as_raw_fd(), LISTENER, READ_ONCE));
+        if let Err(e) = registered {
+            drop(listener);
+            remove_if_ours(path, bound.id);
+            return Err(format!("cannot serve {}: {e}", path.display()));
+        }
+        *slot = Some(listener);
+        *life = Life::Running(bound.id);
         info!("listening on {}", path.display());
         Ok(())
     }
 
-    pub(crate) fn next_request(&self) -> Option<Request> {
-        self.inner.queue.pop()
+    /// Serves the sockets until one of them yields a request; `None` once shut
+    /// down. Called by several threads at once.
+    pub(crate) fn next_request(&self) -> Result<Option<Request>, String> {
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let Some(poller) = self.poller.get() else {
+                return Err(format!(
+                    "the exchange for socket {} is not started",
+                    self.path.display()
+                ));
+            };
+            let token = match poller.wait() {
+                Ok(Some(token)) => token,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "cannot wait for clients of {}: {e}",
+                        self.path.display()
+                    ))
+                }
+            };
+            match token {
+                // Only shutdown signals it; the loop's check answers `None`.
+                WAKE => {}
+                LISTENER => self.accept(poller),
+                number => {
+                    if let Some(request) = self.read(poller, number) {
+                        return Ok(Some(request));
+                    }
+                }
+            }
+        }
     }
 
-    /// Writes the answer to request `id`'s connection. A request whose client
-    /// is gone (or an id that was never ours) is not an error.
+    /// Writes the answer to request `id`'s connection and lets the connection
+    /// be read again. A request whose client is gone (or an id that was never
+    /// ours) is not an error.
     pub(crate) fn put_response(&self, id: &str, response: &[u8]) {
         let Some((number, seq)) = parse_id(id) else {
             debug!("response for unknown request id {id:?} ignored");
             return;
         };
-        let conn = lock(&self.inner.conns).map.get(&number).cloned();
-        let Some(conn) = conn else {
+        let conn = lock(&self.conns).map.get(&number).cloned();
+        let (Some(conn), Some(poller)) = (conn, self.poller.get()) else {
             debug!("response for request {id} dropped: its client is gone");
             return;
         };
-        let mut state = lock(&conn.state);
-        if state.pending != Some(seq) {
-            drop(state);
-            debug!("response for request {id} ignored: not awaited");
-            return;
-        }
-        // Written under the lock, so the connection's next request cannot be
-        // queued (and answered) before this answer is out.
-        let result = if state.closed {
-            Err(io::Error::from(io::ErrorKind::NotConnected))
-        } else {
-            send_line(conn.stream.as_raw_fd(), response)
-        };
-        state.pending = None;
-        // A failed write leaves the stream unusable: close the connection
-        // before its thread can queue another request.
-        state.closed |= result.is_err();
-        let wake = state.waiting;
-        drop(state);
-        if wake {
-            conn.idle.notify_one();
-        }
-        if let Err(e) = result {
-            let _ = conn.stream.shutdown(Shutdown::Both);
-            if e.kind() == io::ErrorKind::WouldBlock {
-                warn!(
-                    "client of connection {number} on {} reads no responses; closed it",
-                    self.inner.path.display()
-                );
-            } else {
-                debug!("response for request {id} not delivered: {e}");
+        match conn.respond(seq, response) {
+            After::NotAwaited => debug!("response for request {id} ignored: not awaited"),
+            After::Rearm { buffered: false } => self.rearm(poller, &conn, READ_ONCE),
+            After::Rearm { buffered: true } => self.rearm(poller, &conn, READ_OR_WRITE_ONCE),
+            After::Close => self.close(&conn),
+            After::Failed(e) => {
+                self.close(&conn);
+                if e.kind() == io::ErrorKind::TimedOut {
+                    warn!(
+                        "client of connection {number} on {} reads no responses; closed it",
+                        self.path.display()
+                    );
+                } else {
+                    debug!("response for request {id} not delivered: {e}");
+                }
             }
         }
     }
 
     /// Wakes every `next_request`, stops accepting, closes every connection
-    /// and removes the socket file if it is still ours. Idempotent; returns
-    /// once done.
+    /// and removes the socket file if it is still ours. Idempotent; returns at
+    /// once (it waits for no thread).
     pub(crate) fn shutdown(&self) {
-        self.inner.queue.close();
-        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
         let mut life = lock(&self.life);
-        let Life::Running(running) = mem::replace(&mut *life, Life::Stopped) else {
+        // Under `life`: a `start` in progress has made its poller by now.
+        if let Some(poller) = self.poller.get() {
+            poller.wake_all();
+        }
+        let Life::Running(id) = mem::replace(&mut *life, Life::Stopped) else {
             return;
         };
-        let path = &self.inner.path;
-        // On Linux, shutdown() of a listening socket fails a blocked accept().
-        // SAFETY: the fd stays open as long as `running.listener` lives.
-        unsafe { libc::shutdown(running.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        let poller = self.poller.get();
+        if let Some(listener) = lock(&self.listener).take() {
+            if let Some(poller) = poller {
+                let _ = poller.delete(listener.as_raw_fd());
+            }
+        }
         let conns: Vec<Arc<Conn>> = {
-            let mut conns = lock(&self.inner.conns);
+            let mut conns = lock(&self.conns);
             conns.closed = true;
-            conns.map.values().cloned().collect()
+            conns.map.drain().map(|(_, conn)| conn).collect()
         };
         for conn in conns {
-            conn.close();
+            if let Some(poller) = poller {
+                let _ = poller.delete(conn.fd());
+            }
+            // A worker may still hold it (reading, or writing an answer):
+            // shutting the socket ends that at once; the descriptor closes
+            // with the last reference.
+            conn.shut();
         }
-        join_accept(running.accept, path);
-        remove_if_ours(path, running.id);
-        info!("closed {}", path.display());
+        remove_if_ours(&self.path, id);
+        info!("closed {}", self.path.display());
+    }
+
+    /// A connection's event: read it, and hand out its request if complete.
+    fn read(&self, poller: &Poller, number: u64) -> Option<Request> {
+        // Gone: closed meanwhile (by shutdown); its event is stale.
+        let conn = lock(&self.conns).map.get(&number).cloned()?;
+        match conn.read_request() {
+            Turn::Request(request) => Some(request),
+            Turn::Busy => None,
+            Turn::Wait => {
+                self.rearm(poller, &conn, READ_ONCE);
+                None
+            }
+            Turn::Done => {
+                self.close(&conn);
+                None
+            }
+        }
+    }
+
+    fn rearm(&self, poller: &Poller, conn: &Conn, events: u32) {
+        if let Err(e) = poller.modify(conn.fd(), conn.number, events) {
+            // Removed by a shutdown meanwhile, or the kernel is out of memory.
+            debug!("connection {}: cannot wait for it: {e}", conn.number);
+            self.close(conn);
+        }
+    }
+
+    /// Closes a connection its caller has to itself (its descriptor disarmed).
+    fn close(&self, conn: &Conn) {
+        let removed = lock(&self.conns).map.remove(&conn.number).is_some();
+        if let Some(poller) = self.poller.get() {
+            let _ = poller.delete(conn.fd());
+        }
+        conn.shut();
+        if removed {
+            debug!("connection {} closed", conn.number);
+        }
+    }
+
+    /// The listener's event: admit what is pending, then re-arm it.
+    fn accept(&self, poller: &Poller) {
+        let mut slot = lock(&self.listener);
+        let Some(listener) = slot.as_ref() else {
+            return; // shut down
+        };
+        let mut failed = None;
+        for _ in 0..ACCEPT_BUDGET {
+            match accept(listener) {
+                Ok(fd) => {
+                    self.accept_failing.store(false, Ordering::Relaxed);
+                    self.admit(poller, fd);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // Out of descriptors or memory: pause, since the listener would
+            // fire again at once, and let the others serve meanwhile.
+            if !self.accept_failing.swap(true, Ordering::Relaxed) {
+                warn!("cannot accept on {}: {e}", self.path.display());
+            }
+            drop(slot);
+            thread::sleep(ACCEPT_BACKOFF);
+            slot = lock(&self.listener);
+        }
+        if let Some(listener) = slot.as_ref() {
+            if let Err(e) = poller.modify(listener.as_raw_fd(), LISTENER, READ_ONCE) {
+                warn!(
+                    "cannot wait for connections on {}: {e}; no longer accepting",
+                    self.path.display()
+                );
+            }
+        }
+    }
+
+    /// Registers a new connection, or closes it when too many are open.
+    fn admit(&self, poller: &Poller, fd: OwnedFd) {
+        let mut conns = lock(&self.conns);
+        if conns.closed {
+            return;
+        }
+        if conns.map.len() >= MAX_CONNECTIONS {
+            let warn_full = !mem::replace(&mut conns.full_warned, true);
+            drop(conns);
+            if warn_full {
+                warn!(
+                    "{} has {MAX_CONNECTIONS} connections open; refusing new ones until one closes",
+                    self.path.display()
+                );
+            }
+            return;
+        }
+        let number = conns.last + 1;
+        let conn = Arc::new(Conn::new(number, fd));
+        // Inserted under the same lock: a worker taking its first event waits
+        // for the lock, then finds it.
+        if let Err(e) = poller.add(conn.fd(), number, READ_ONCE) {
+            drop(conns);
+            warn!(
+                "cannot serve a new connection on {}: {e}; closed it",
+                self.path.display()
+            );
+            return;
+        }
+        conns.last = number;
+        conns.full_warned = false;
+        conns.map.insert(number, conn);
+        drop(conns);
+        debug!("connection {number} opened");
     }
 }
 
@@ -219,27 +389,22 @@ impl Drop for Server {
     }
 }
 
-/// Waits (briefly) for the accept thread; if shutdown() did not wake it, a
-/// connection does.
-fn join_accept(handle: JoinHandle<()>, path: &Path) {
-    let started = Instant::now();
-    let mut nudged = false;
-    while !handle.is_finished() {
-        let waited = started.elapsed();
-        if waited > Duration::from_secs(2) {
-            warn!(
-                "the accept thread of {} did not stop; leaving it",
-                path.display()
-            );
-            return;
-        }
-        if !nudged && waited > Duration::from_millis(100) {
-            socket::nudge(path);
-            nudged = true;
-        }
-        thread::sleep(Duration::from_millis(1));
+/// One pending connection, non-blocking.
+fn accept(listener: &UnixListener) -> io::Result<OwnedFd> {
+    // SAFETY: plain call; null address pointers ask for no peer address.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
     }
-    let _ = handle.join();
+    // SAFETY: `fd` was just accepted and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn remove_if_ours(path: &Path, id: (u64, u64)) {
@@ -258,282 +423,10 @@ fn remove_if_ours(path: &Path, id: (u64, u64)) {
     }
 }
 
-fn accept_loop(inner: &Arc<Inner>, listener: &UnixListener) {
-    let mut failing = false;
-    loop {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                if inner.stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) {
-                    continue;
-                }
-                // Out of descriptors or memory: wait for some to come back.
-                if !failing {
-                    warn!("cannot accept on {}: {e}", inner.path.display());
-                    failing = true;
-                }
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        failing = false;
-        if inner.stopping.load(Ordering::SeqCst) {
-            break;
-        }
-        admit(inner, stream);
-    }
-    debug!("no longer accepting on {}", inner.path.display());
-}
-
-/// Gives a new connection its thread, or closes it when too many are open.
-fn admit(inner: &Arc<Inner>, stream: UnixStream) {
-    if let Err(e) = stream.set_write_timeout(Some(WRITE_TIMEOUT)) {
-        debug!("cannot set a write timeout: {e}");
-    }
-    let (conn, warn_full) = {
-        let mut conns = lock(&inner.conns);
-        if conns.closed {
-            return;
-        }
-        if conns.map.len() >= MAX_CONNECTIONS {
-            let warn_full = !mem::replace(&mut conns.full_warned, true);
-            (None, warn_full)
-        } else {
-            conns.full_warned = false;
-            conns.last += 1;
-            let conn = Arc::new(Conn::new(conns.last, stream));
-            conns.map.insert(conn.number, Arc::clone(&conn));
-            (Some(conn), false)
-        }
-    };
-    let Some(conn) = conn else {
-        if warn_full {
-            warn!(
-                "{} has {MAX_CONNECTIONS} connections open; refusing new ones until one closes",
-                inner.path.display()
-            );
-        }
-        return;
-    };
-    let number = conn.number;
-    let spawned = {
-        let inner = Arc::clone(inner);
-        thread::Builder::new()
-            .name(format!("unix-socket-{number}"))
-            .stack_size(STACK_SIZE)
-            .spawn(move || {
-                serve(&inner, &conn);
-                lock(&inner.conns).map.remove(&conn.number);
-                debug!("connection {} closed", conn.number);
-            })
-    };
-    match spawned {
-        Ok(_) => debug!("connection {number} opened"),
-        Err(e) => {
-            warn!("cannot start a thread for a connection: {e}; closing it");
-            lock(&inner.conns).map.remove(&number);
-        }
-    }
-}
-
-/// One connection's loop: read a line, queue it once the previous answer is
-/// out, repeat until the client is done.
-fn serve(inner: &Inner, conn: &Conn) {
-    let mut reader = LineReader::new();
-    let mut seq: u64 = 0;
-    loop {
-        let body = match reader.next(&conn.stream) {
-            Ok(Line::Data(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Ok(Line::Data(line)) => Some(line),
-            Ok(Line::TooLong) => None,
-            Ok(Line::Eof) => break,
-            Err(e) => {
-                debug!("connection {}: {e}", conn.number);
-                break;
-            }
-        };
-        seq += 1;
-        {
-            let mut state = conn.wait_idle();
-            if state.closed {
-                return;
-            }
-            state.pending = Some(seq);
-        }
-        let id = format!("{}/{seq}", conn.number);
-        let request = match body {
-            Some(line) => Request::new(id, line.to_vec()),
-            None => {
-                debug!("request {id} is longer than {MAX_LINE} bytes");
-                Request::unreadable(id, TOO_LONG)
-            }
-        };
-        if !inner.queue.push(request) {
-            return;
-        }
-    }
-    // The client is done sending (maybe only half-closed): let the answer to
-    // its last request out before closing.
-    drop(conn.wait_idle());
-}
-
-/// Requests waiting for an agent thread.
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct QueueState {
-    requests: VecDeque<Request>,
-    /// Threads blocked in `pop`: with none, a push needs no wake-up call.
-    waiting: usize,
-    closed: bool,
-}
-
-impl Queue {
-    /// `false` once closed (the request is dropped).
-    fn push(&self, request: Request) -> bool {
-        let mut state = lock(&self.state);
-        if state.closed {
-            return false;
-        }
-        state.requests.push_back(request);
-        let wake = state.waiting > 0;
-        drop(state);
-        if wake {
-            self.ready.notify_one();
-        }
-        true
-    }
-
-    fn pop(&self) -> Option<Request> {
-        let mut state = lock(&self.state);
-        loop {
-            if state.closed {
-                return None;
-            }
-            if let Some(request) = state.requests.pop_front() {
-                return Some(request);
-            }
-            state.waiting += 1;
-            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
-            state.waiting -= 1;
-        }
-    }
-
-    fn close(&self) {
-        let mut state = lock(&self.state);
-        state.closed = true;
-        let dropped = mem::take(&mut state.requests);
-        drop(state);
-        self.ready.notify_all();
-        drop(dropped);
-    }
-}
-
-/// One client connection.
-struct Conn {
-    number: u64,
-    stream: UnixStream,
-    state: Mutex<ConnState>,
-    /// Signalled when the pending request is answered or the connection closes.
-    idle: Condvar,
-}
-
-#[derive(Default)]
-struct ConnState {
-    /// The sequence number of the request queued and not yet answered.
-    pending: Option<u64>,
-    /// The connection's thread waits on `idle`.
-    waiting: bool,
-    closed: bool,
-}
-
-impl Conn {
-    fn new(number: u64, stream: UnixStream) -> Self {
-        Conn {
-            number,
-            stream,
-            state: Mutex::new(ConnState::default()),
-            idle: Condvar::new(),
-        }
-    }
-
-    /// Blocks until no request is pending or the connection is closed.
-    fn wait_idle(&self) -> MutexGuard<'_, ConnState> {
-        let mut state = lock(&self.state);
-        while state.pending.is_some() && !state.closed {
-            state.waiting = true;
-            state = self.idle.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        state.waiting = false;
-        state
-    }
-
-    /// Ends the connection: its thread stops reading and waiting, and a write
-    /// in progress fails at once.
-    fn close(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
-        let mut state = lock(&self.state);
-        state.closed = true;
-        if state.waiting {
-            self.idle.notify_one();
-        }
-    }
-}
-
 /// `<connection>/<sequence>`.
 fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (number, seq) = id.split_once('/')?;
     Some((number.parse().ok()?, seq.parse().ok()?))
-}
-
-/// Writes `body` and a newline with one `sendmsg` (more only if the kernel
-/// takes part of it), without SIGPIPE.
-fn send_line(fd: RawFd, body: &[u8]) -> io::Result<()> {
-    const NEWLINE: &[u8] = b"\n";
-    let mut sent = 0;
-    while sent <= body.len() {
-        let rest = &body[sent..];
-        let mut iov = [
-            libc::iovec {
-                iov_base: rest.as_ptr() as *mut libc::c_void,
-                iov_len: rest.len(),
-            },
-            libc::iovec {
-                iov_base: NEWLINE.as_ptr() as *mut libc::c_void,
-                iov_len: 1,
-            },
-        ];
-        let parts: &mut [libc::iovec] = if rest.is_empty() {
-            &mut iov[1..]
-        } else {
-            &mut iov[..]
-        };
-        // SAFETY: msghdr is plain data; all zeroes is a valid value.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_iov = parts.as_mut_ptr();
-        msg.msg_iovlen = parts.len() as _;
-        // SAFETY: `msg` points at iovecs over live buffers; sendmsg only reads.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        sent += n as usize;
-    }
-    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -553,10 +446,12 @@ mod tests {
     }
 
     #[test]
-    fn the_too_long_reason_names_the_limit() {
-        assert_eq!(
-            TOO_LONG,
-            format!("request line is longer than {MAX_LINE} bytes")
-        );
+    fn next_request_before_start_is_an_error_and_after_shutdown_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::new(dir.path().join("a.sock"));
+        assert!(server.next_request().is_err());
+        server.shutdown();
+        assert_eq!(server.next_request().map(|r| r.is_none()), Ok(true));
+        assert!(server.start().is_err());
     }
 }

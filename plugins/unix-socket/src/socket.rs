@@ -70,11 +70,6 @@ pub(crate) fn file_id(path: &Path) -> io::Result<(u64, u64)> {
     Ok((meta.dev(), meta.ino()))
 }
 
-/// Connects to `path` without waiting, to wake a blocked `accept`.
-pub(crate) fn nudge(path: &Path) {
-    let _ = probe(path);
-}
-
 /// What is at `path` may be replaced: nothing, or a socket nobody listens on.
 fn check_existing(path: &Path) -> Result<(), String> {
     let meta = match fs::symlink_metadata(path) {

@@ -2,21 +2,23 @@
 //! in a temporary directory, clients on std's `UnixStream`, and a fake parser
 //! thread calling `next_request` / `put_response`.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use nova_agent_plugin_api::abi_stable::std_types::RResult;
 use nova_agent_plugin_api::Exchange;
 
+use crate::conn::TOO_LONG;
 use crate::lines::MAX_LINE;
-use crate::server::{MAX_CONNECTIONS, TOO_LONG};
+use crate::server::MAX_CONNECTIONS;
 use crate::{Config, UnixSocketExchange};
 
 /// A client read that takes longer than this fails the test instead of hanging.
@@ -143,6 +145,112 @@ fn answers_in_order_on_each_connection() {
         "blank lines must not be requests"
     );
     assert!(!path.exists(), "socket file left behind");
+}
+
+#[test]
+fn one_request_wakes_exactly_one_of_four_blocked_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+
+    // Four threads blocked in next_request, as the agent's workers are; each
+    // reports what it got, then stops.
+    let (tx, rx) = mpsc::channel();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let (exchange, tx) = (Arc::clone(&exchange), tx.clone());
+            thread::spawn(move || {
+                let got = exchange.next_request().unwrap();
+                tx.send(got.map(|request| request.id.to_string())).unwrap();
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+
+    let mut client = Client::connect(&path);
+    client.send(b"ping\n");
+    let id = rx.recv_timeout(TIMEOUT).unwrap().expect("a request");
+    // Nobody else got anything: neither the same request nor a stray None.
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    exchange.put_response(&id, b"pong").unwrap();
+    assert_eq!(client.recv(), "pong");
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+
+    exchange.shutdown();
+    for _ in 0..3 {
+        assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), None);
+    }
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_by_different_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+    let mut client = Client::connect(&path);
+
+    // Lines read together, each answered by a thread that did not read it:
+    // one thread at a time answers one request and ends, so the line after
+    // it waits in the connection's buffer for the next thread.
+    client.send(b"a\nb\r\n\nc\n");
+    for expected in ["a", "b", "c"] {
+        let exchange = Arc::clone(&exchange);
+        let answering = thread::spawn(move || {
+            let request = exchange.next_request().unwrap().unwrap();
+            let RResult::ROk(body) = &request.body else {
+                panic!("unreadable")
+            };
+            assert_eq!(body.as_slice(), expected.as_bytes());
+            exchange.put_response(&request.id, body).unwrap();
+        });
+        // Read first: a line left waiting fails here, after TIMEOUT.
+        assert_eq!(client.recv(), expected);
+        answering.join().unwrap();
+    }
+
+    // Four threads at once, each pausing after an answer (as after a slow
+    // command), so the next line goes to another one; the last line comes
+    // without its newline, before a half-close.
+    let handled = Arc::new(Mutex::new(Vec::<ThreadId>::new()));
+    let servers: Vec<_> = (0..4)
+        .map(|_| {
+            let (exchange, handled) = (Arc::clone(&exchange), Arc::clone(&handled));
+            thread::spawn(move || {
+                while let Some(request) = exchange.next_request().unwrap() {
+                    let RResult::ROk(body) = &request.body else {
+                        panic!("unreadable")
+                    };
+                    let response: Vec<u8> = body.iter().rev().copied().collect();
+                    handled.lock().unwrap().push(thread::current().id());
+                    exchange.put_response(&request.id, &response).unwrap();
+                    thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+    let mut batch: String = (0..40).map(|i| format!("request-{i:02}\n")).collect();
+    batch.push_str("last");
+    client.send(batch.as_bytes());
+    client.writer.shutdown(Shutdown::Write).unwrap();
+    for i in 0..40 {
+        assert_eq!(client.recv(), reversed(&format!("request-{i:02}")));
+    }
+    assert_eq!(client.recv(), "tsal");
+    client.assert_closed();
+
+    exchange.shutdown();
+    for server in servers {
+        server.join().unwrap();
+    }
+    let handled = handled.lock().unwrap();
+    assert_eq!(handled.len(), 41);
+    let threads: HashSet<_> = handled.iter().collect();
+    assert!(threads.len() > 1, "one thread answered everything");
 }
 
 #[test]

@@ -34,7 +34,8 @@ impl Command for Hang {
 fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
     Ok(Provides::new()
         .command("panic", Panics)
-        .command("calm", Calm))
+        .command("calm", Calm)
+        .command("hang", Hang))
 }
 
 export_plugin! {
