@@ -15,53 +15,105 @@ use nova_agent_tests::{agent_bin, Sandbox};
 
 const WARMUP: usize = 2_000;
 
+/// Rounds per subject; subjects take turns, so drift on a shared VM hits all
+/// of them alike.
+const ROUNDS: usize = 10;
+
+struct Subject {
+    label: String,
+    socket: std::path::PathBuf,
+    request: &'static [u8],
+    pid: u32,
+    samples: Vec<Duration>,
+}
+
 fn main() {
-    let requests = std::env::args()
+    let requests: usize = std::env::args()
         .skip_while(|a| a != "--requests")
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(40_000);
     println!("machine: {} cores, {}", cores(), cpu_model());
-    println!("method: one client connection, {requests} sequential requests after {WARMUP} warm-up ones;");
     println!(
-        "        each round trip timed with Instant from write to the end of the response line\n"
+        "method: one client connection per server, {requests} sequential requests each, in {ROUNDS} \
+         interleaved rounds\n        after {WARMUP} warm-up requests; each round trip timed from \
+         the write to the end of the response line\n"
     );
 
+    let mut keep_alive = Vec::new();
+    let mut subjects = Vec::new();
     for (label, level) in [
-        ("nova-agent, [log] level = \"info\" (default)", "info"),
-        ("nova-agent, [log] level = \"warn\"", "warn"),
+        (
+            "nova-agent `version`, [log] level = \"info\" (the default)",
+            "info",
+        ),
+        ("nova-agent `version`, [log] level = \"warn\"", "warn"),
     ] {
         let sandbox = Sandbox::with_builtins();
         sandbox.write_config(&format!("[log]\nlevel = \"{level}\"\n"));
-        let mut agent = spawn_agent(&sandbox);
+        let agent = spawn_agent(&sandbox);
         wait_for_socket(&sandbox.socket);
-        let samples = round_trips(
-            &sandbox.socket,
-            br#"{"name": "version", "value": "agent"}"#,
-            requests,
-        );
-        report(label, &samples);
-        println!("    idle RSS after the run: {} kB", rss_kb(agent.id()));
-        stop(&mut agent);
+        subjects.push(Subject {
+            label: label.to_owned(),
+            socket: sandbox.socket.clone(),
+            request: br#"{"name": "version", "value": "agent"}"#,
+            pid: agent.id(),
+            samples: Vec::new(),
+        });
+        keep_alive.push((agent, Some(sandbox), None));
     }
-
     match qemu_ga() {
-        Some((mut qga, socket, _state)) => {
-            let samples = round_trips(&socket, br#"{"execute": "guest-ping"}"#, requests);
-            report(
-                &format!("qemu-ga {}, guest-ping", qemu_ga_version()),
-                &samples,
-            );
-            println!("    idle RSS after the run: {} kB", rss_kb(qga.id()));
-            stop(&mut qga);
+        Some((qga, socket, state)) => {
+            subjects.push(Subject {
+                label: format!("qemu-ga {} `guest-ping`", qemu_ga_version()),
+                socket,
+                request: br#"{"execute": "guest-ping"}"#,
+                pid: qga.id(),
+                samples: Vec::new(),
+            });
+            keep_alive.push((qga, None, Some(state)));
         }
         None => println!(
-            "qemu-ga: not installed (apt-get install qemu-guest-agent); no side-by-side figure"
+            "qemu-ga: not installed (apt-get install qemu-guest-agent); no side-by-side figure\n"
         ),
+    }
+
+    let mut connections: Vec<_> = subjects
+        .iter()
+        .map(|s| Connection::open(&s.socket, s.request))
+        .collect();
+    for connection in &mut connections {
+        connection.round_trips(WARMUP);
+    }
+    for _ in 0..ROUNDS {
+        for (subject, connection) in subjects.iter_mut().zip(&mut connections) {
+            let samples = connection.round_trips(requests / ROUNDS);
+            subject.samples.extend(samples);
+        }
+    }
+    drop(connections);
+    for subject in &subjects {
+        report(&subject.label, &subject.samples);
+        println!("    RSS after the run: {} kB", rss_kb(subject.pid));
+    }
+    if let (Some(nova), Some(qga)) = (subjects.first(), subjects.get(2)) {
+        println!(
+            "\nratio of medians, nova-agent (default) / qemu-ga: {:.2}",
+            median(&nova.samples).as_secs_f64() / median(&qga.samples).as_secs_f64()
+        );
+    }
+    for (mut child, _, _) in keep_alive {
+        stop(&mut child);
     }
 
     start_up_time();
     idle_rss();
+}
+
+fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
 }
 
 fn spawn_agent(sandbox: &Sandbox) -> Child {
@@ -73,26 +125,38 @@ fn spawn_agent(sandbox: &Sandbox) -> Child {
         .expect("starting nova-agent")
 }
 
-fn round_trips(socket: &Path, request: &[u8], count: usize) -> Vec<Duration> {
-    let stream = UnixStream::connect(socket).expect("connecting");
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::with_capacity(128);
-    let mut message = request.to_vec();
-    message.push(b'\n');
-    let mut samples = Vec::with_capacity(count);
-    for i in 0..WARMUP + count {
-        line.clear();
-        let started = Instant::now();
-        writer.write_all(&message).unwrap();
-        reader.read_until(b'\n', &mut line).unwrap();
-        let took = started.elapsed();
-        assert!(line.ends_with(b"\n"), "short response");
-        if i >= WARMUP {
-            samples.push(took);
+struct Connection {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+    message: Vec<u8>,
+    line: Vec<u8>,
+}
+
+impl Connection {
+    fn open(socket: &Path, request: &[u8]) -> Connection {
+        let stream = UnixStream::connect(socket).expect("connecting");
+        let mut message = request.to_vec();
+        message.push(b'\n');
+        Connection {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+            message,
+            line: Vec::with_capacity(128),
         }
     }
-    samples
+
+    fn round_trips(&mut self, count: usize) -> Vec<Duration> {
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            self.line.clear();
+            let started = Instant::now();
+            self.writer.write_all(&self.message).unwrap();
+            self.reader.read_until(b'\n', &mut self.line).unwrap();
+            samples.push(started.elapsed());
+            assert!(self.line.ends_with(b"\n"), "short response");
+        }
+        samples
+    }
 }
 
 fn report(label: &str, samples: &[Duration]) {
@@ -147,7 +211,7 @@ fn idle_rss() {
     let sandbox = Sandbox::with_builtins();
     let mut agent = spawn_agent(&sandbox);
     wait_for_socket(&sandbox.socket);
-    round_trips(&sandbox.socket, br#"{"name": "version"}"#, 100);
+    Connection::open(&sandbox.socket, br#"{"name": "version"}"#).round_trips(100);
     std::thread::sleep(Duration::from_millis(200));
     println!(
         "\nidle RSS, all built-in plugins loaded, after 100 requests: {} kB",

@@ -227,6 +227,11 @@ impl Agent {
         self.connect().request(line)
     }
 
+    /// Command `name` with no value, on a fresh connection.
+    pub fn call(&self, name: &str) -> String {
+        self.request(&format!("{{\"name\": \"{name}\"}}"))
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

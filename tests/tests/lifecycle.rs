@@ -29,7 +29,7 @@ fn sigterm_exits_zero_within_five_seconds_and_removes_the_socket() {
 fn sigint_exits_zero_too() {
     let sandbox = Sandbox::with_builtins();
     let mut agent = sandbox.start();
-    assert_eq!(agent.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+    assert_eq!(agent.call("version"), nova("0", "2.0.0"));
     let (status, _) = agent.stop_with(libc::SIGINT);
     assert_eq!(status.code(), Some(0));
 }
@@ -52,7 +52,7 @@ fn a_second_run_on_a_socket_in_use_fails_clearly_and_the_first_keeps_serving() {
         "{log}"
     );
     assert!(log.contains("no channel could start"), "{log}");
-    assert_eq!(first.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+    assert_eq!(first.call("version"), nova("0", "2.0.0"));
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn a_stale_socket_is_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&sandbox.socket).unwrap());
     assert!(sandbox.socket.exists());
     let agent = sandbox.start();
-    assert_eq!(agent.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+    assert_eq!(agent.call("version"), nova("0", "2.0.0"));
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn a_command_that_does_not_return_cannot_hold_the_exit_past_five_seconds() {
     hung.send(b"{\"name\": \"hang\"}\n");
     agent.wait_for_log("hang: not returning for two minutes");
     // Other requests are still served meanwhile.
-    assert_eq!(agent.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+    assert_eq!(agent.call("version"), nova("0", "2.0.0"));
     let (status, took) = agent.stop_with(libc::SIGTERM);
     assert_eq!(status.code(), Some(0), "{}", agent.log());
     assert!(took < Duration::from_secs(5), "took {took:?}");

@@ -140,7 +140,7 @@ fn group_writable_plugin_is_refused_when_running_as_root() {
     );
     let agent = sandbox.start();
     assert_eq!(
-        agent.request(r#"{"name": "version"}"#),
+        agent.call("version"),
         nova("404", "No such agent command 'version'")
     );
 }
@@ -151,7 +151,7 @@ fn a_command_conflict_goes_to_the_first_plugin_unless_config_prefers_another() {
     sandbox.add_plugin(&test_plugin("vendor"));
     {
         let agent = sandbox.start();
-        assert_eq!(agent.request(r#"{"name": "version"}"#), nova("0", "2.0.0"));
+        assert_eq!(agent.call("version"), nova("0", "2.0.0"));
         assert!(agent
             .log()
             .contains("command 'version' is provided by plugins core, vendor-fixture"));
@@ -164,7 +164,7 @@ fn a_command_conflict_goes_to_the_first_plugin_unless_config_prefers_another() {
 
     sandbox.write_config("[commands]\nprefer = { version = \"vendor-fixture\" }\n");
     let agent = sandbox.start();
-    assert_eq!(agent.request(r#"{"name": "version"}"#), nova("0", "vendor"));
+    assert_eq!(agent.call("version"), nova("0", "vendor"));
 }
 
 #[test]
@@ -180,7 +180,7 @@ fn plugins_get_their_table_root_apply_and_channel_metadata() {
     ));
     let agent = sandbox.start();
     assert_eq!(
-        agent.request(r#"{"name": "vendor-info"}"#),
+        agent.call("vendor-info"),
         nova(
             "0",
             &format!(
@@ -201,7 +201,7 @@ fn a_disabled_plugin_is_listed_but_not_loaded() {
     assert_eq!(entry(&list, "core")["state"], "disabled");
     let agent = sandbox.start();
     assert_eq!(
-        agent.request(r#"{"name": "version"}"#),
+        agent.call("version"),
         nova("404", "No such agent command 'version'")
     );
 }

@@ -127,13 +127,10 @@ fn denied_commands_read_as_unknown_and_leave_features() {
     sandbox.write_config("[commands]\ndeny = [\"version\"]\n");
     let agent = sandbox.start();
     assert_eq!(
-        agent.request(r#"{"name": "version"}"#),
+        agent.call("version"),
         nova("404", "No such agent command 'version'")
     );
-    assert_eq!(
-        agent.request(r#"{"name": "features"}"#),
-        nova("0", "features")
-    );
+    assert_eq!(agent.call("features"), nova("0", "features"));
 }
 
 #[test]

@@ -17,7 +17,9 @@ use std::io::{self, Read};
 use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
+
+use crate::lock;
 use std::time::{Duration, Instant};
 
 use nova_agent_plugin_api::Request;
@@ -221,10 +223,6 @@ fn send_line(fd: RawFd, body: &[u8], timeout: Duration) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

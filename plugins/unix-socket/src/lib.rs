@@ -48,6 +48,12 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
+/// Locks `mutex`, taking the data over from a thread that panicked holding it
+/// (every critical section leaves the data consistent).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The socket's path when the config names none.
 pub const DEFAULT_PATH: &str = "/run/nova-agent/agent.sock";
 

@@ -47,7 +47,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ use nova_agent_plugin_api::Request;
 use tracing::{debug, info, warn};
 
 use crate::conn::{After, Conn, Turn};
+use crate::lock;
 use crate::poller::{Poller, READ_ONCE, READ_OR_WRITE_ONCE, WAKE};
 use crate::socket;
 
@@ -427,10 +428,6 @@ fn remove_if_ours(path: &Path, id: (u64, u64)) {
 fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (number, seq) = id.split_once('/')?;
     Some((number.parse().ok()?, seq.parse().ok()?))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
