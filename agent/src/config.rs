@@ -175,11 +175,14 @@ impl Config {
                     OneOrMany::One(dir) => vec![dir],
                     OneOrMany::Many(dirs) => dirs,
                 };
-                if list.is_empty() || list.iter().any(|d| d.as_os_str().is_empty()) {
+                if list.is_empty() {
                     return Err(at(
                         Some(span),
                         "plugin_dir must name at least one directory",
                     ));
+                }
+                if list.iter().any(|d| !d.is_absolute()) {
+                    return Err(at(Some(span), "plugin_dir must be absolute paths"));
                 }
                 list
             }
@@ -368,6 +371,13 @@ mod tests {
             c.plugin_dirs,
             vec![PathBuf::from("/a"), PathBuf::from("/b")]
         );
+        let e = Config::parse(
+            &format!("plugin_dir = [\"/a\", \"b\"]\n{MINIMAL}"),
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "a.toml:1:14: plugin_dir must be absolute paths");
         let e = Config::parse(&format!("root = \"sandbox\"\n{MINIMAL}"), "a.toml")
             .unwrap_err()
             .to_string();

@@ -144,9 +144,9 @@ pub fn run_init(
     config_json: RStr<'_>,
     init: fn(Host, &str) -> Result<Provides, PluginError>,
 ) -> RResult<Instance, PluginError> {
-    let host = Host::new(host);
-    crate::log::install(&host);
     guard(|| {
+        let host = Host::new(host);
+        crate::log::install(&host);
         let provides = init(host, config_json.as_str())?;
         Ok(Instance {
             exchanges: provides

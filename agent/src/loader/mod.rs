@@ -90,11 +90,10 @@ pub fn inspect(plugin_dirs: &[PathBuf]) -> Inspection {
         };
         match load::open(&load_path) {
             Ok((root, manifest)) => {
-                if let Some(first) = records.iter().find(|r: &&PluginRecord| {
-                    r.state != State::Refused
-                        && r.manifest.name == manifest.name
-                        && r.error.is_none()
-                }) {
+                if let Some(first) = records
+                    .iter()
+                    .find(|r| r.state == State::Loaded && r.manifest.name == manifest.name)
+                {
                     let reason = format!(
                         "plugin '{}' is already loaded from {}",
                         manifest.name,
