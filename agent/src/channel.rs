@@ -126,6 +126,7 @@ fn spawn(channel: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHand
 
 /// One worker's loop, until the exchange reports it has shut down.
 fn serve(channel: &str, exchange: &ExchangeBox, parser: &str, shared: &Shared) {
+    let limit = exchange.max_response_len().into_option();
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
     while !shared.stopping.load(Ordering::Acquire) {
@@ -136,7 +137,7 @@ fn serve(channel: &str, exchange: &ExchangeBox, parser: &str, shared: &Shared) {
                     failing = false;
                     backoff = Duration::from_millis(100);
                 }
-                handle(channel, exchange, parser, shared, request);
+                handle(channel, exchange, limit, parser, shared, request);
             }
             RResult::ROk(ROption::RNone) => break,
             RResult::RErr(e) => {
@@ -155,6 +156,7 @@ fn serve(channel: &str, exchange: &ExchangeBox, parser: &str, shared: &Shared) {
 fn handle(
     channel: &str,
     exchange: &ExchangeBox,
+    limit: Option<u64>,
     parser_name: &str,
     shared: &Shared,
     request: Request,
@@ -184,8 +186,8 @@ fn handle(
             error_response(parser, "500", "internal error in the agent's parser")
         }
     };
-    let response = match (response, exchange.max_response_len()) {
-        (Some(response), ROption::RSome(limit)) if response.len() as u64 > limit => {
+    let response = match (response, limit) {
+        (Some(response), Some(limit)) if response.len() as u64 > limit => {
             tracing::warn!(
                 channel,
                 "response of {} bytes exceeds the exchange's limit of {limit}; answering 500",

@@ -77,20 +77,25 @@ struct Parsed<'a> {
 /// Splits a raw request into its command name and its value's JSON text.
 fn parse_request(body: &[u8]) -> Result<Parsed<'_>, Malformed> {
     let text = std::str::from_utf8(body).map_err(|_| Malformed::NotUtf8)?;
-    // Whole-document check first (rejects empty input and trailing garbage),
-    // then the shape. Errors are dropped unlogged: their text can quote the request.
-    let root: &RawValue = serde_json::from_str(text).map_err(|_| Malformed::NotJson)?;
-    if !root.get().starts_with('{') {
-        return Err(Malformed::NotObject);
-    }
-    // A map, so a duplicate key's last occurrence wins, as with Python's json.
+    // One parse of the whole document (empty input and trailing garbage fail
+    // it) into a map, so a duplicate key's last occurrence wins, as with
+    // Python's json. Errors are dropped unlogged: their text can quote the
+    // request.
     let fields: HashMap<String, &RawValue> =
-        serde_json::from_str(root.get()).map_err(|_| Malformed::NotJson)?;
+        serde_json::from_str(text).map_err(|_| classify(text))?;
     let name = fields.get("name").ok_or(Malformed::MissingName)?;
     Ok(Parsed {
         name: command_name(name)?,
         value_json: fields.get("value").map_or(EMPTY_VALUE, |v| v.get()),
     })
+}
+
+/// Why a UTF-8 request did not parse as an object (the cold path).
+fn classify(text: &str) -> Malformed {
+    match serde_json::from_str::<&RawValue>(text) {
+        Ok(_) => Malformed::NotObject,
+        Err(_) => Malformed::NotJson,
+    }
 }
 
 /// The command name: a string as is; another scalar as Python 2's `str()`
