@@ -68,7 +68,7 @@ impl Channel {
                 config.parser.clone(),
                 Arc::clone(shared),
             );
-            spawn(&name.clone(), move || {
+            spawn(&config.name(), move || {
                 let started = exchange.start().into_result();
                 let ok = started.is_ok();
                 let _ = started_tx.send(started);

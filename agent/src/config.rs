@@ -12,6 +12,9 @@ use toml::Spanned;
 
 pub const DEFAULT_PATH: &str = "/etc/nova-agent/agent.toml";
 
+/// `Config::source` of the embedded default.
+const EMBEDDED_SOURCE: &str = "<embedded default>";
+
 /// The development default: everything under `target/`, nothing on the machine
 /// changed. `@DIR@` is the directory of the running executable.
 const EMBEDDED_DEFAULT: &str = include_str!("embedded-default.toml");
@@ -153,11 +156,11 @@ impl Config {
             .map_err(|e| ConfigError(format!("cannot quote {}: {e}", dir.display())))?;
         let body = &quoted[1..quoted.len() - 1];
         let text = EMBEDDED_DEFAULT.replace("@DIR@", body);
-        Config::parse(&text, "<embedded default>")
+        Config::parse(&text, EMBEDDED_SOURCE)
     }
 
     pub fn is_embedded(&self) -> bool {
-        self.source == "<embedded default>"
+        self.source == EMBEDDED_SOURCE
     }
 
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {

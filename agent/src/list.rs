@@ -63,12 +63,11 @@ pub fn list(config: &Config, json: bool) -> Result<String> {
     }
     for e in &entries {
         let version = if e.version.is_empty() { "-" } else { e.version };
-        let state = serde_json::to_value(e.state)?;
         writeln!(
             out,
             "{} {version} [{}] {}",
             e.name,
-            state.as_str().unwrap_or("?"),
+            e.state.as_str(),
             e.file
         )?;
         for (kind, names) in [

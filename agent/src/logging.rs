@@ -64,7 +64,9 @@ impl Callsite for PluginCallsite {
     }
 }
 
-type CallsiteMap = HashMap<(Level, String), &'static PluginCallsite>;
+/// Callsites by target, then level: looked up with a borrowed `&str`, so a
+/// plugin event allocates nothing once its callsite exists.
+type CallsiteMap = HashMap<String, Vec<(Level, &'static PluginCallsite)>>;
 
 fn callsite(level: Level, target: &str) -> &'static PluginCallsite {
     static CALLSITES: OnceLock<Mutex<CallsiteMap>> = OnceLock::new();
@@ -72,12 +74,21 @@ fn callsite(level: Level, target: &str) -> &'static PluginCallsite {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let target = if map.len() >= MAX_CALLSITES && !map.contains_key(&(level, target.to_owned())) {
+    let find = |map: &CallsiteMap, target: &str| {
+        map.get(target)
+            .and_then(|sites| sites.iter().find(|(l, _)| *l == level))
+            .map(|(_, site)| *site)
+    };
+    if let Some(found) = find(&map, target) {
+        return found;
+    }
+    let count: usize = map.values().map(Vec::len).sum();
+    let target = if count >= MAX_CALLSITES {
         OVERFLOW_TARGET
     } else {
         target
     };
-    if let Some(found) = map.get(&(level, target.to_owned())) {
+    if let Some(found) = find(&map, target) {
         return found;
     }
     // Leaked on purpose: callsites must be 'static, and there are few.
@@ -96,7 +107,9 @@ fn callsite(level: Level, target: &str) -> &'static PluginCallsite {
         Kind::EVENT,
     ));
     tracing_core::callsite::register(site);
-    map.insert((level, target.to_owned()), site);
+    map.entry(target.to_owned())
+        .or_default()
+        .push((level, site));
     site
 }
 

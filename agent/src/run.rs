@@ -99,7 +99,7 @@ pub fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn stop(channels: Vec<Channel>, shared: &Arc<Shared>) {
+fn stop(channels: Vec<Channel>, shared: &Shared) {
     shared.stopping.store(true, Ordering::Release);
     // Everything runs on a helper thread, so neither a command that does not
     // return nor a plugin's `shutdown` that hangs can hold the exit past the

@@ -17,13 +17,30 @@ pub use load::{error_chain, Manifest};
 pub use scan::is_candidate_name;
 
 /// The state of one file, as `plugins list` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Loaded,
     Error,
     Refused,
     Disabled,
+}
+
+impl State {
+    /// The name `plugins list` prints, in text and JSON alike.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Loaded => "loaded",
+            State::Error => "error",
+            State::Refused => "refused",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// One file in a plugin directory and what became of it.
