@@ -417,7 +417,12 @@ mod tests {
         let c = Config::parse(include_str!("../../packaging/agent.toml"), "agent.toml").unwrap();
         assert!(c.apply);
         assert_eq!(c.root, PathBuf::from("/"));
-        assert_eq!(c.channels[0].name(), "unix-socket+json");
+        let channels: Vec<String> = c.channels.iter().map(ChannelConfig::name).collect();
+        assert_eq!(channels, ["xenstore+json", "unix-socket+json"]);
+        assert_eq!(
+            c.plugin_json("xenstore"),
+            r#"{"request_path":"data/host","response_path":"data/guest"}"#
+        );
         assert_eq!(
             c.plugin_json("unix-socket"),
             r#"{"path":"/run/nova-agent/agent.sock"}"#

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use nova_agent_tests::{agent_bin, Sandbox};
 
+mod common;
+use common::{cores, cpu_model, median, micros, report, rss_kb, stop, wait_for_socket};
+
 const WARMUP: usize = 2_000;
 
 /// Rounds per subject; subjects take turns, so drift on a shared VM hits all
@@ -110,12 +113,6 @@ fn main() {
     idle_rss();
 }
 
-fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[sorted.len() / 2]
-}
-
 fn spawn_agent(sandbox: &Sandbox) -> Child {
     Command::new(agent_bin())
         .args(["run", "--config"])
@@ -157,24 +154,6 @@ impl Connection {
         }
         samples
     }
-}
-
-fn report(label: &str, samples: &[Duration]) {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let at = |q: f64| sorted[((sorted.len() as f64 - 1.0) * q).round() as usize];
-    let total: Duration = sorted.iter().sum();
-    println!(
-        "{label}:\n    median {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs; {:.0} requests/s on one connection",
-        micros(at(0.5)),
-        micros(at(0.99)),
-        micros(at(0.999)),
-        sorted.len() as f64 / total.as_secs_f64()
-    );
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 /// From spawning `nova-agent run` to the first `version` answer, 20 times.
@@ -220,18 +199,6 @@ fn idle_rss() {
     stop(&mut agent);
 }
 
-fn wait_for_socket(socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while UnixStream::connect(socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            socket.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn qemu_ga() -> Option<(Child, std::path::PathBuf, tempfile::TempDir)> {
     let binary = ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
         .into_iter()
@@ -261,35 +228,4 @@ fn qemu_ga_version() -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.split_whitespace().last().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn stop(child: &mut Child) {
-    // SAFETY: kill has no memory preconditions; the pid is our child's.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(0, |n| n.get())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
 }

@@ -14,6 +14,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod dom0;
+pub mod xenstored;
+
 /// The built-in plugins, by crate suffix.
 pub const BUILTIN: [&str; 3] = ["core", "json", "unix-socket"];
 
@@ -75,6 +78,8 @@ pub fn running_as_root() -> bool {
 /// config; removed when dropped.
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    /// The XenStore socket the agent is pointed at (`XENSTORED_PATH`), if any.
+    xenstored: Option<PathBuf>,
     pub plugins: PathBuf,
     pub root: PathBuf,
     pub socket: PathBuf,
@@ -92,6 +97,27 @@ impl Sandbox {
         sandbox
     }
 
+    /// The built-in plugins with the `xenstore` plugin, and a second channel,
+    /// xenstore + json, whose XenStore is the socket
+    /// [`Sandbox::xenstored_socket`] (for a fake xenstored); `extra` TOML is
+    /// appended to the config.
+    pub fn with_xenstore(extra: &str) -> Sandbox {
+        let mut sandbox = Sandbox::with_builtins();
+        sandbox.add_plugin(&plugin("xenstore"));
+        sandbox.write_config(&format!(
+            "\n[[channel]]\nexchange = \"xenstore\"\nparser = \"json\"\n{extra}"
+        ));
+        sandbox.xenstored = Some(sandbox.path().join("xenstored.sock"));
+        sandbox
+    }
+
+    /// Where the agent looks for xenstored (`XENSTORED_PATH`).
+    pub fn xenstored_socket(&self) -> &Path {
+        self.xenstored
+            .as_deref()
+            .expect("a sandbox made by with_xenstore")
+    }
+
     pub fn empty() -> Sandbox {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -107,6 +133,7 @@ impl Sandbox {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         Sandbox {
+            xenstored: None,
             socket: dir.path().join("run/agent.sock"),
             config: dir.path().join("agent.toml"),
             plugins,
@@ -163,6 +190,7 @@ impl Sandbox {
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "debug")
+            .envs(self.xenstored.iter().map(|s| ("XENSTORED_PATH", s)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -215,6 +243,20 @@ impl Agent {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Blocks until the whole log so far, from the start, has `needle`
+    /// `times` times; panics with the log after `TIMEOUT`.
+    pub fn wait_for_logged(&self, needle: &str, times: usize) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.log().matches(needle).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {times} times; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Opens a connection to the agent's socket.

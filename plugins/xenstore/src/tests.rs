@@ -1,0 +1,90 @@
+//! Unit tests: the settings and name rules. The exchange against a XenStore
+//! daemon is tested in `session_tests`.
+
+use crate::settings::{check_key, check_path, Settings, MAX_ID_LEN, PAYLOAD_MAX};
+
+#[test]
+fn defaults_are_nova_s_paths() {
+    for empty in ["", "{}", "  "] {
+        let settings = Settings::parse(empty).unwrap();
+        assert_eq!(settings.request_path, "data/host");
+        assert_eq!(settings.response_path, "data/guest");
+    }
+    let settings = Settings::parse("{}").unwrap();
+    assert_eq!(settings.request("abc"), "data/host/abc");
+    assert_eq!(settings.response("abc"), "data/guest/abc");
+}
+
+#[test]
+fn the_response_limit_leaves_room_for_the_path_of_any_id_served() {
+    let settings = Settings::parse("{}").unwrap();
+    let longest_path = settings.response(&"x".repeat(MAX_ID_LEN));
+    assert_eq!(
+        longest_path.len() + 1 + settings.max_response_len(),
+        PAYLOAD_MAX
+    );
+}
+
+#[test]
+fn bad_settings_are_refused_with_the_key_named() {
+    for (json, needle) in [
+        (
+            r#"{"request_path": ""}"#,
+            "request_path \"\" must name a node",
+        ),
+        (r#"{"request_path": "data//host"}"#, "empty component"),
+        (r#"{"response_path": "data/gu est"}"#, "response_path"),
+        (
+            r#"{"response_path": "data/host"}"#,
+            "must not contain each other",
+        ),
+        (
+            r#"{"response_path": "data/host/out"}"#,
+            "must not contain each other",
+        ),
+        (
+            r#"{"request_path": "data/guest/in"}"#,
+            "must not contain each other",
+        ),
+        (r#"{"request_pat": "x"}"#, "unknown field `request_pat`"),
+        (r#"{"request_path": 5}"#, "invalid type"),
+    ] {
+        let error = Settings::parse(json).unwrap_err().to_string();
+        assert!(error.contains(needle), "{json}: {error}");
+        assert!(error.starts_with("[plugins.xenstore]"), "{error}");
+    }
+    let absolute = Settings::parse(r#"{"request_path": "/local/domain/7/data/host"}"#).unwrap();
+    assert_eq!(absolute.request_path, "/local/domain/7/data/host");
+}
+
+#[test]
+fn only_direct_children_of_the_request_path_are_requests() {
+    let settings = Settings::parse("{}").unwrap();
+    assert_eq!(settings.request_id("data/host/1-2-3"), Some("1-2-3"));
+    assert_eq!(settings.request_id("data/host"), None);
+    assert_eq!(settings.request_id("data/host/"), None);
+    assert_eq!(settings.request_id("data/host/a/b"), None);
+    assert_eq!(settings.request_id("data/hostile/a"), None);
+    assert_eq!(settings.request_id("/local/domain/0/data/host/a"), None);
+}
+
+#[test]
+fn paths_and_keys_follow_xenstore_s_name_rules() {
+    for good in [
+        "data/host",
+        "/local/domain/0/data",
+        "vm-data/networking/BC764E000001",
+        "@x_y-z",
+    ] {
+        assert!(check_path(good).is_ok(), "{good}");
+    }
+    for bad in ["", "/", "a//b", "a/", "a/b c", "a/../b", "a/b.c", "é"] {
+        assert!(check_path(bad).is_err(), "{bad}");
+    }
+    assert!(check_key("vm-data/hostname").is_ok());
+    let error = check_key("/local/domain/0/vm-data")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("must be relative"), "{error}");
+    assert!(check_key("vm-data/../x").is_err());
+}
