@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod dom0;
+pub mod password_host;
 pub mod xenstored;
 
 /// The built-in plugins, by crate suffix.
@@ -80,6 +81,8 @@ pub struct Sandbox {
     dir: tempfile::TempDir,
     /// The XenStore socket the agent is pointed at (`XENSTORED_PATH`), if any.
     xenstored: Option<PathBuf>,
+    /// `RUST_LOG` for the agents this sandbox starts (`debug` unless changed).
+    pub rust_log: String,
     pub plugins: PathBuf,
     pub root: PathBuf,
     pub socket: PathBuf,
@@ -134,6 +137,7 @@ impl Sandbox {
         }
         Sandbox {
             xenstored: None,
+            rust_log: "debug".to_owned(),
             socket: dir.path().join("run/agent.sock"),
             config: dir.path().join("agent.toml"),
             plugins,
@@ -189,7 +193,7 @@ impl Sandbox {
             .arg("run")
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", &self.rust_log)
             .envs(self.xenstored.iter().map(|s| ("XENSTORED_PATH", s)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,143 @@
+//! The `password` plugin: commands `keyinit` and `password`, which set
+//! root's password from the host.
+//!
+//! `keyinit` runs Nova's Diffie-Hellman exchange (p = 2^107 − 1, g = 5) and
+//! answers "D0" with the agent's public key; `password` decrypts the host's
+//! AES-128-CBC ciphertext with the shared secret (MD5 or SHA-256 key
+//! derivation, whichever the host's OpenSSL used) and sets root's password in
+//! `<root>/etc/shadow` (FreeBSD: `<root>/etc/master.passwd` and `pwd_mkdb`),
+//! keeping the hash scheme already in use. Keys are kept per channel, and a
+//! key is used for one successful password only.
+//!
+//! What it is not: it never logs a password, ciphertext or shared secret
+//! (lengths at most), never calls `passwd`/`chpasswd` (it edits the file as
+//! shadow-utils does, under its lock), and changes no account but root's.
+//!
+//! Layout: `dh` the key exchange, `cipher` decryption, `scheme` the choice
+//! of hash, `crypt` the system's crypt library, `shadow` the file edit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_support::runner::Runner;
+use zeroize::Zeroizing;
+
+mod cipher;
+mod crypt;
+mod dh;
+mod scheme;
+mod shadow;
+
+#[cfg(test)]
+mod tests;
+
+const NO_KEY: &str = "Password without key exchange";
+const BAD_BASE64: &str = "Couldn't decode base64 data";
+const BAD_DATA: &str = "Invalid password data received";
+
+/// The shared secret of each channel's last `keyinit`, until a password
+/// uses it: a keyinit on one channel does not disturb an exchange on another.
+#[derive(Default)]
+struct Keys(Mutex<HashMap<String, Zeroizing<String>>>);
+
+impl Keys {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Zeroizing<String>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct State {
+    keys: Keys,
+    root: PathBuf,
+    runner: Runner,
+    editor: shadow::Editor,
+}
+
+struct KeyInit(std::sync::Arc<State>);
+
+impl Command for KeyInit {
+    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
+        let host_key = match dh::parse_host_key(call.value_json()) {
+            Ok(key) => key,
+            Err(message) => return Ok(Reply::error(message)),
+        };
+        let pair = dh::KeyPair::generate().map_err(PluginError::failed)?;
+        let secret = pair.shared_secret(&host_key);
+        self.0.keys.lock().insert(call.channel(), secret);
+        tracing::debug!("keyinit: new key for this channel");
+        Ok(Reply::new("D0", pair.public.to_str_radix(10)))
+    }
+}
+
+struct Password(std::sync::Arc<State>);
+
+impl Command for Password {
+    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
+        let state = &self.0;
+        let encoded: Zeroizing<String> = match serde_json::from_str::<String>(call.value_json()) {
+            Ok(text) => Zeroizing::new(text),
+            Err(_) => return Ok(Reply::error(BAD_BASE64)),
+        };
+        let Some(ciphertext) = cipher::decode_base64(&encoded).map(Zeroizing::new) else {
+            return Ok(Reply::error(BAD_BASE64));
+        };
+        let channel = call.channel();
+        let Some(secret) = state.keys.lock().get(&channel).cloned() else {
+            return Ok(Reply::error(NO_KEY));
+        };
+        let Some((password, digest)) = cipher::decrypt(&ciphertext, &secret) else {
+            tracing::debug!(
+                "password: {} bytes of ciphertext open with neither key derivation",
+                ciphertext.len()
+            );
+            return Ok(Reply::error(BAD_DATA));
+        };
+        tracing::debug!(
+            "password: {} bytes of ciphertext, a {}-character password, {} key derivation",
+            ciphertext.len(),
+            password.chars().count(),
+            digest.name()
+        );
+        if let Err(message) =
+            shadow::set_root_password(&state.root, &password, &state.runner, &state.editor)
+        {
+            return Ok(Reply::error(message));
+        }
+        // One password per key; unless a new keyinit replaced it meanwhile.
+        let mut keys = state.keys.lock();
+        if keys.get(&channel).is_some_and(|k| **k == *secret) {
+            keys.remove(&channel);
+        }
+        Ok(Reply::ok(""))
+    }
+}
+
+fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
+    if !matches!(config_json.trim(), "{}" | "") {
+        return Err(PluginError::failed("[plugins.password] takes no keys"));
+    }
+    Ok(provides(State {
+        keys: Keys::default(),
+        root: host.root(),
+        runner: Runner::new(host.apply()),
+        editor: shadow::Editor::default(),
+    }))
+}
+
+fn provides(state: State) -> Provides {
+    let state = std::sync::Arc::new(state);
+    Provides::new()
+        .command("keyinit", KeyInit(std::sync::Arc::clone(&state)))
+        .command("password", Password(state))
+}
+
+export_plugin! {
+    name: "password",
+    description: "root's password from the host: Diffie-Hellman key exchange, then the encrypted password",
+    exchanges: [],
+    parsers: [],
+    commands: ["keyinit", "password"],
+    init: init,
+}

@@ -1,0 +1,33 @@
+//! Code several nova-agent plugins share: files under the configured root,
+//! atomic replacement, and the runner for system commands.
+//!
+//! The agent acts on a configured filesystem root (`/` in production, a
+//! temporary directory in tests) and has an `apply` flag (when false, system
+//! actions are logged instead of run). So every file a command touches is
+//! named through [`files::under_root`] and written with
+//! [`files::replace_file`], and every external program goes through a
+//! [`runner::Runner`], which masks secret arguments in everything it logs or
+//! reports.
+//!
+//! What it is not: a plugin (it is an ordinary library the plugins link
+//! statically), a sandbox (`under_root` is lexical and does not follow
+//! symlinks; callers that care check them), or a logger of command output
+//! (output may echo a secret, so callers decide what to show).
+//!
+//! Layout: `files` holds the root-relative paths and the atomic replacement,
+//! `label` the SELinux label copied onto a replacement; `runner` the runner
+//! and what a run returns, `arg` the arguments and their masked, shell-quoted
+//! rendering, `child` waiting for a started program with a deadline while
+//! draining its output.
+
+pub mod files;
+pub mod runner;
+
+mod arg;
+mod child;
+mod label;
+
+#[cfg(test)]
+mod files_tests;
+#[cfg(test)]
+mod runner_tests;
