@@ -52,7 +52,7 @@ pub(crate) fn set_root_password(
     let path = |p: &str| under_root(root, p).map_err(|e| e.to_string());
     let shadow = path("/etc/shadow")?;
     if shadow.exists() {
-        let _lock = PasswordLock::take(&path("/etc/.pwd.lock")?)?;
+        let _lock = PasswordLock::take(&path("/etc/.pwd.lock")?, LOCK_WAIT)?;
         let hashed = rewrite(&shadow, root, password, editor.writer)?;
         return check_installed(&shadow, root, &hashed);
     }
@@ -194,7 +194,7 @@ pub(crate) struct PasswordLock {
 }
 
 impl PasswordLock {
-    pub(crate) fn take(path: &Path) -> Result<PasswordLock, String> {
+    pub(crate) fn take(path: &Path, wait: Duration) -> Result<PasswordLock, String> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -204,7 +204,7 @@ impl PasswordLock {
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| format!("cannot open the password lock {}: {e}", path.display()))?;
-        let deadline = Instant::now() + LOCK_WAIT;
+        let deadline = Instant::now() + wait;
         loop {
             match write_lock(&file) {
                 Ok(()) => return Ok(PasswordLock { _file: file }),
@@ -213,8 +213,8 @@ impl PasswordLock {
                 }
                 Err(e) if is_busy(&e) => {
                     return Err(format!(
-                        "the password files are locked by another program (waited {} s)",
-                        LOCK_WAIT.as_secs()
+                        "the password files are locked by another program (waited {:.1} s)",
+                        wait.as_secs_f64()
                     ))
                 }
                 Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
@@ -238,4 +238,84 @@ fn write_lock(file: &File) -> io::Result<()> {
 
 fn is_busy(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fcntl locks do not conflict within one process: the other holder is
+    /// a forked child that takes the lock, says so, holds it, and exits.
+    fn hold_in_child(path: &Path, hold: Duration) -> libc::pid_t {
+        let mut fds = [0; 2];
+        // SAFETY: a two-element array for pipe(2).
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .unwrap();
+        // SAFETY: the child only calls async-signal-safe functions (fcntl,
+        // write, nanosleep, _exit) before exiting.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let lock = libc::flock {
+                l_type: libc::F_WRLCK as libc::c_short,
+                l_whence: libc::SEEK_SET as libc::c_short,
+                l_start: 0,
+                l_len: 0,
+                l_pid: 0,
+            };
+            // SAFETY: see above; the struct and descriptors are valid.
+            unsafe {
+                libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_SETLK, &lock);
+                libc::write(fds[1], b"x".as_ptr().cast(), 1);
+                let pause = libc::timespec {
+                    tv_sec: hold.as_secs() as libc::time_t,
+                    tv_nsec: hold.subsec_nanos() as libc::c_long,
+                };
+                libc::nanosleep(&pause, std::ptr::null_mut());
+                libc::_exit(0);
+            }
+        }
+        let mut byte = [0u8; 1];
+        // SAFETY: reading one byte into a one-byte buffer.
+        assert_eq!(
+            unsafe { libc::read(fds[0], byte.as_mut_ptr().cast(), 1) },
+            1
+        );
+        // SAFETY: closing the pipe's descriptors, which we own.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        pid
+    }
+
+    fn reap(pid: libc::pid_t) {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+
+    #[test]
+    fn the_lock_waits_for_another_holder_within_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pwd.lock");
+
+        let child = hold_in_child(&path, Duration::from_millis(1500));
+        let error = PasswordLock::take(&path, Duration::from_millis(200))
+            .err()
+            .unwrap();
+        assert!(error.contains("locked by another program"), "{error}");
+        let started = Instant::now();
+        let lock = PasswordLock::take(&path, Duration::from_secs(10));
+        assert!(lock.is_ok(), "{:?}", lock.err());
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "it waited for the holder"
+        );
+        reap(child);
+    }
 }
