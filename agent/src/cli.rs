@@ -21,7 +21,8 @@ use clap::{Args, Parser, Subcommand};
       nova-agent call version             ask the running agent its version\n  \
       nova-agent call resetnetwork        run a command, as the host would\n  \
       nova-agent plugins list --json      what is installed, and why a plugin is not loaded\n  \
-      nova-agent config check -c FILE     check a config before installing it"
+      nova-agent config check -c FILE     check a config before installing it\n  \
+      nova-agent resetnetwork             configure the network from the host's metadata, once"
 )]
 pub struct Cli {
     /// Configuration file (TOML)
@@ -46,6 +47,12 @@ pub enum Command {
     /// Check the configuration and the plugins it names
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Configure the network once, now, from the host's metadata (for boot)
+    ///
+    /// Runs the resetnetwork command in this process with the metadata of
+    /// the first configured channel that has vm-data/networking entries;
+    /// prints the response and exits 0 when its return code is "0".
+    Resetnetwork,
 }
 
 #[derive(Subcommand, Debug)]

@@ -25,4 +25,5 @@ pub mod list;
 pub mod loader;
 pub mod logging;
 pub mod registry;
+pub mod reset;
 pub mod run;

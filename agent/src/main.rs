@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use nova_agent::cli::{Cli, Command, ConfigCommand, PluginsCommand};
 use nova_agent::config::Config;
-use nova_agent::{call, check, list, logging, run};
+use nova_agent::{call, check, list, logging, reset, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,6 +47,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (report, ok) = check::check(&config)?;
             print!("{report}");
             Ok(success(ok))
+        }
+        Command::Resetnetwork => {
+            let config = load()?;
+            logging::init(&config.log_level);
+            Ok(success(reset::reset_network(&config)?))
         }
         Command::Call(args) => {
             logging::init("error");

@@ -131,16 +131,30 @@ impl XenstoreExchange {
         }
     }
 
-    /// Runs one metadata operation on the live connection.
+    /// Runs one metadata operation on the channel's live connection, or,
+    /// when the exchange is not started (`nova-agent resetnetwork` at boot),
+    /// on a connection of its own for this one operation.
     fn on_connection<T>(
         &self,
         operation: impl AsyncFnOnce(&xenstore_rs::tokio::XsTokio) -> std::io::Result<T>,
     ) -> Result<std::io::Result<T>, PluginError> {
         let runtime = lock(&self.thread).as_ref().map(|t| t.runtime.clone());
-        let (Some(runtime), Some(xs)) = (runtime, self.core.current()) else {
-            return Err(PluginError::failed("XenStore is not connected"));
-        };
-        Ok(runtime.block_on(op(operation(&xs))))
+        match (runtime, self.core.current()) {
+            (Some(runtime), Some(xs)) => Ok(runtime.block_on(op(operation(&xs)))),
+            (Some(_), None) => Err(PluginError::failed("XenStore is not connected")),
+            (None, _) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| PluginError::failed(format!("cannot start a runtime: {e}")))?;
+                runtime.block_on(async {
+                    let xs = op(xenstore_rs::tokio::XsTokio::new()).await.map_err(|e| {
+                        PluginError::failed(format!("cannot connect to XenStore: {e}"))
+                    })?;
+                    Ok(op(operation(&xs)).await)
+                })
+            }
+        }
     }
 }
 
