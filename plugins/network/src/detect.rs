@@ -1,16 +1,9 @@
 //! Which distro family the root holds and which back-end configures its
 //! network, decided from files only (never by running a command).
 //!
-//! Distro family, first match wins:
-//! 1. `[plugins.network] os`;
-//! 2. `/etc/os-release`: `ID`, then each word of `ID_LIKE` (debian, ubuntu →
-//!    debian; rhel, centos, fedora, ol, rocky, almalinux → redhat; opensuse*,
-//!    sles, suse → suse; arch → arch; gentoo → gentoo; freebsd → freebsd);
-//! 3. the legacy release files the original agent's detection read:
-//!    `/etc/debian_version`, `/etc/redhat-release` (also `fedora-`,
-//!    `centos-`, `oracle-release`), `/etc/SuSE-release`, `/etc/arch-release`,
-//!    `/etc/gentoo-release`, and `/bin/freebsd-version` for FreeBSD;
-//! 4. otherwise "Couldn't figure out my OS", as the original.
+//! Distro family: `[plugins.network] os`, else
+//! `nova_agent_support::distro::detect` (os-release, then the legacy release
+//! files), else "Couldn't figure out my OS", as the original.
 //!
 //! Back-end, first match wins (`[plugins.network] backend` overrides):
 //! - debian: `netplan` when `/usr/sbin/netplan` exists (Ubuntu 18.04+);
@@ -32,92 +25,11 @@
 //! - freebsd: `freebsd-rcconf`.
 
 use crate::backend::System;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Os {
-    Debian,
-    Redhat,
-    Suse,
-    Arch,
-    Gentoo,
-    Freebsd,
-}
-
-impl Os {
-    pub const NAMES: [&'static str; 6] = ["debian", "redhat", "suse", "arch", "gentoo", "freebsd"];
-
-    pub fn from_name(name: &str) -> Option<Os> {
-        Some(match name {
-            "debian" => Os::Debian,
-            "redhat" => Os::Redhat,
-            "suse" => Os::Suse,
-            "arch" => Os::Arch,
-            "gentoo" => Os::Gentoo,
-            "freebsd" => Os::Freebsd,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        Os::NAMES[self as usize]
-    }
-}
-
-pub const UNKNOWN_OS: &str = "Couldn't figure out my OS";
+pub use nova_agent_support::distro::{Os, UNKNOWN_OS};
 
 /// The distro family of the root, from its files.
 pub fn os(system: &System) -> Option<Os> {
-    if let Some(release) = system.read("/etc/os-release") {
-        let id = value(&release, "ID");
-        let like = value(&release, "ID_LIKE");
-        let words = id
-            .iter()
-            .chain(like.iter())
-            .flat_map(|v| v.split_whitespace());
-        for word in words {
-            if let Some(os) = family_of(&word.to_ascii_lowercase()) {
-                return Some(os);
-            }
-        }
-    }
-    let legacy = [
-        ("/etc/debian_version", Os::Debian),
-        ("/etc/redhat-release", Os::Redhat),
-        ("/etc/fedora-release", Os::Redhat),
-        ("/etc/centos-release", Os::Redhat),
-        ("/etc/oracle-release", Os::Redhat),
-        ("/etc/SuSE-release", Os::Suse),
-        ("/etc/arch-release", Os::Arch),
-        ("/etc/gentoo-release", Os::Gentoo),
-        ("/bin/freebsd-version", Os::Freebsd),
-    ];
-    legacy
-        .into_iter()
-        .find(|(file, _)| system.exists(file))
-        .map(|(_, os)| os)
-}
-
-fn family_of(id: &str) -> Option<Os> {
-    Some(match id {
-        "debian" | "ubuntu" => Os::Debian,
-        "rhel" | "centos" | "fedora" | "ol" | "oracle" | "rocky" | "almalinux" | "redhat" => {
-            Os::Redhat
-        }
-        "sles" | "suse" | "sled" => Os::Suse,
-        id if id.starts_with("opensuse") => Os::Suse,
-        "arch" | "archlinux" => Os::Arch,
-        "gentoo" => Os::Gentoo,
-        "freebsd" => Os::Freebsd,
-        _ => return None,
-    })
-}
-
-/// `KEY=value` from os-release, unquoted.
-fn value(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix(key)?.strip_prefix('=')?;
-        Some(rest.trim().trim_matches(['"', '\'']).to_owned())
-    })
+    nova_agent_support::distro::detect(system.root())
 }
 
 /// The back-end for `os` on this root.
@@ -203,41 +115,6 @@ mod tests {
         let system = System::new(root.path());
         let os = os(&system);
         (os, os.map(|os| backend(os, &system)))
-    }
-
-    #[test]
-    fn os_release_decides_first() {
-        let cases: &[(&str, Os)] = &[
-            ("ID=ubuntu\nVERSION_ID=\"22.04\"\n", Os::Debian),
-            ("ID=debian\n", Os::Debian),
-            ("ID=\"rhel\"\nID_LIKE=\"fedora\"\n", Os::Redhat),
-            ("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n", Os::Redhat),
-            ("ID=fedora\n", Os::Redhat),
-            (
-                "ID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\n",
-                Os::Suse,
-            ),
-            ("ID=\"sles\"\n", Os::Suse),
-            ("ID=arch\n", Os::Arch),
-            ("ID=gentoo\n", Os::Gentoo),
-            ("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n", Os::Debian),
-        ];
-        for (release, expected) in cases {
-            let (os, _) = detect(&[("/etc/os-release", release), ("/etc/arch-release", "")]);
-            assert_eq!(os, Some(*expected), "{release}");
-        }
-    }
-
-    #[test]
-    fn legacy_files_and_unknown() {
-        assert_eq!(
-            detect(&[("/etc/redhat-release", "CentOS release 6")]).0,
-            Some(Os::Redhat)
-        );
-        assert_eq!(detect(&[("/etc/SuSE-release", "")]).0, Some(Os::Suse));
-        assert_eq!(detect(&[("/bin/freebsd-version", "")]).0, Some(Os::Freebsd));
-        assert_eq!(detect(&[("/etc/os-release", "ID=plan9\n")]).0, None);
-        assert_eq!(detect(&[]).0, None);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! rendering, `child` waiting for a started program with a deadline while
 //! draining its output.
 
+pub mod distro;
 pub mod files;
 pub mod runner;
 
