@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod dom0;
+pub mod http;
 pub mod password_host;
 pub mod xenstored;
 
