@@ -138,12 +138,43 @@ fn update_value(agent: &Agent, value_json: &str) -> String {
     ))
 }
 
+/// A server of `routes`, and a sandbox made by `sandbox(config, systemd)`
+/// with its agent started.
+fn serve<'a>(
+    routes: impl IntoIterator<Item = (&'a str, Route)>,
+    config: &str,
+    systemd: bool,
+) -> (Server, Sandbox, Agent) {
+    let server = Server::start(routes);
+    let sandbox = sandbox(config, systemd);
+    let agent = sandbox.start();
+    (server, sandbox, agent)
+}
+
+/// A server of `package` at `PACKAGE_PATH`, and a started sandbox as in
+/// `serve`.
+fn serve_package(package: &[u8], config: &str, systemd: bool) -> (Server, Sandbox, Agent) {
+    serve([(PACKAGE_PATH, Route::body(package))], config, systemd)
+}
+
+/// `agentupdate` of `url` with `md5` answers `code` with `message`, and the
+/// old install under `root` is left untouched.
+fn assert_update_refused(
+    agent: &Agent,
+    root: &Path,
+    url: &str,
+    md5: &str,
+    code: &str,
+    message: &str,
+) {
+    assert_eq!(update(agent, url, md5), nova(code, message), "{url}");
+    assert_old_install_untouched(root);
+}
+
 #[test]
 fn a_verified_package_answers_0_and_with_apply_false_only_logs_the_install_and_restart() {
     let package = good_package();
-    let server = Server::start([(PACKAGE_PATH, Route::body(package.clone()))]);
-    let sandbox = sandbox("", true);
-    let agent = sandbox.start();
+    let (server, sandbox, agent) = serve_package(&package, "", true);
     // With a userinfo, which is sent as Basic authorization and never logged.
     let url = server
         .url(PACKAGE_PATH)
@@ -173,12 +204,14 @@ fn a_verified_package_answers_0_and_with_apply_false_only_logs_the_install_and_r
 #[test]
 fn the_old_dictionary_value_and_a_redirect_work_too() {
     let package = good_package();
-    let server = Server::start([
-        (PACKAGE_PATH, Route::body(package.clone())),
-        ("/latest", Route::Redirect(PACKAGE_PATH.to_owned())),
-    ]);
-    let sandbox = sandbox("", true);
-    let agent = sandbox.start();
+    let (server, sandbox, agent) = serve(
+        [
+            (PACKAGE_PATH, Route::body(package.clone())),
+            ("/latest", Route::Redirect(PACKAGE_PATH.to_owned())),
+        ],
+        "",
+        true,
+    );
     let value = format!(
         r#"{{"url": "{}", "md5sum": "{}"}}"#,
         server.url("/latest"),
@@ -193,18 +226,16 @@ fn the_old_dictionary_value_and_a_redirect_work_too() {
 #[test]
 fn a_wrong_md5_answers_the_seeds_message_and_touches_nothing() {
     let package = good_package();
-    let server = Server::start([(PACKAGE_PATH, Route::body(package.clone()))]);
-    let sandbox = sandbox("", true);
-    let agent = sandbox.start();
+    let (server, sandbox, agent) = serve_package(&package, "", true);
 
-    assert_eq!(
-        update(&agent, &server.url(PACKAGE_PATH), "bogus"),
-        nova(
-            "500",
-            &format!("MD5 sums do not match (bogus != {})", md5_hex(&package))
-        )
+    assert_update_refused(
+        &agent,
+        &sandbox.root,
+        &server.url(PACKAGE_PATH),
+        "bogus",
+        "500",
+        &format!("MD5 sums do not match (bogus != {})", md5_hex(&package)),
     );
-    assert_old_install_untouched(&sandbox.root);
 }
 
 #[test]
@@ -212,28 +243,23 @@ fn a_truncated_download_answers_500_and_touches_nothing() {
     let package = good_package();
     let sent = package[..package.len() / 2].to_vec();
     let length = package.len() as u64;
-    let server = Server::start([(
-        PACKAGE_PATH,
-        Route::Truncated {
-            body: sent.clone(),
-            length,
-        },
-    )]);
-    let sandbox = sandbox("", true);
-    let agent = sandbox.start();
+    let route = Route::Truncated {
+        body: sent.clone(),
+        length,
+    };
+    let (server, sandbox, agent) = serve([(PACKAGE_PATH, route)], "", true);
 
-    let response = update(&agent, &server.url(PACKAGE_PATH), &md5_hex(&package));
-    assert_eq!(
-        response,
-        nova(
-            "500",
-            &format!(
-                "download failed: the connection closed after {} of {length} bytes",
-                sent.len()
-            )
-        )
+    assert_update_refused(
+        &agent,
+        &sandbox.root,
+        &server.url(PACKAGE_PATH),
+        &md5_hex(&package),
+        "500",
+        &format!(
+            "download failed: the connection closed after {} of {length} bytes",
+            sent.len()
+        ),
     );
-    assert_old_install_untouched(&sandbox.root);
 }
 
 #[test]
@@ -241,52 +267,51 @@ fn a_stalled_download_answers_500_after_the_timeout() {
     let package = good_package();
     let sent = package[..package.len() / 2].to_vec();
     let length = package.len() as u64;
-    let server = Server::start([(
-        PACKAGE_PATH,
-        Route::Stalled {
-            body: sent.clone(),
-            length,
-            pause: Duration::from_secs(5),
-        },
-    )]);
-    let sandbox = sandbox("timeout = 1\n", true);
-    let agent = sandbox.start();
+    let route = Route::Stalled {
+        body: sent.clone(),
+        length,
+        pause: Duration::from_secs(5),
+    };
+    let (server, sandbox, agent) = serve([(PACKAGE_PATH, route)], "timeout = 1\n", true);
 
     let started = Instant::now();
-    let response = update(&agent, &server.url(PACKAGE_PATH), &md5_hex(&package));
-    assert_eq!(
-        response,
-        nova(
-            "500",
-            &format!(
-                "download failed: it took longer than the timeout (1 s); {} of {length} bytes received",
-                sent.len()
-            )
-        )
+    assert_update_refused(
+        &agent,
+        &sandbox.root,
+        &server.url(PACKAGE_PATH),
+        &md5_hex(&package),
+        "500",
+        &format!(
+            "download failed: it took longer than the timeout (1 s); {} of {length} bytes received",
+            sent.len()
+        ),
     );
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_old_install_untouched(&sandbox.root);
 }
 
 #[test]
 fn an_oversize_download_answers_500_with_or_without_a_length() {
     let package = good_package();
-    let server = Server::start([
-        (PACKAGE_PATH, Route::body(package.clone())),
-        ("/unsized", Route::Unsized(package.clone())),
-    ]);
-    let sandbox = sandbox("max_size = 100\n", true);
-    let agent = sandbox.start();
+    let (server, sandbox, agent) = serve(
+        [
+            (PACKAGE_PATH, Route::body(package.clone())),
+            ("/unsized", Route::Unsized(package.clone())),
+        ],
+        "max_size = 100\n",
+        true,
+    );
     assert!(package.len() > 100);
 
     for path in [PACKAGE_PATH, "/unsized"] {
-        assert_eq!(
-            update(&agent, &server.url(path), &md5_hex(&package)),
-            nova("500", "the package is larger than max_size (100 bytes)"),
-            "{path}"
+        assert_update_refused(
+            &agent,
+            &sandbox.root,
+            &server.url(path),
+            &md5_hex(&package),
+            "500",
+            "the package is larger than max_size (100 bytes)",
         );
     }
-    assert_old_install_untouched(&sandbox.root);
 }
 
 #[test]
@@ -307,13 +332,15 @@ fn a_package_with_traversal_members_answers_500_and_touches_nothing() {
         Member::File("nova-agent-2.1.0/plugins/x.so", b"evil"),
         Member::File("nova-agent-2.1.0/bin/nova-agent", NEW_BINARY),
     ]);
-    let server = Server::start([
-        ("/dot-dot.tar.gz", Route::body(dot_dot.clone())),
-        ("/absolute.tar.gz", Route::body(absolute.clone())),
-        ("/symlink.tar.gz", Route::body(symlink.clone())),
-    ]);
-    let sandbox = sandbox("", true);
-    let agent = sandbox.start();
+    let (server, sandbox, agent) = serve(
+        [
+            ("/dot-dot.tar.gz", Route::body(dot_dot.clone())),
+            ("/absolute.tar.gz", Route::body(absolute.clone())),
+            ("/symlink.tar.gz", Route::body(symlink.clone())),
+        ],
+        "",
+        true,
+    );
 
     for (path, package, message) in [
         (
@@ -333,31 +360,31 @@ fn a_package_with_traversal_members_answers_500_and_touches_nothing() {
             "refusing package member 'nova-agent-2.1.0/plugins': it is a symbolic link",
         ),
     ] {
-        assert_eq!(
-            update(&agent, &server.url(path), &md5_hex(package)),
-            nova("500", message),
-            "{path}"
+        assert_update_refused(
+            &agent,
+            &sandbox.root,
+            &server.url(path),
+            &md5_hex(package),
+            "500",
+            message,
         );
-        assert_old_install_untouched(&sandbox.root);
     }
 }
 
 #[test]
 fn an_http_url_is_refused_when_require_https_is_set() {
     let package = good_package();
-    let server = Server::start([(PACKAGE_PATH, Route::body(package.clone()))]);
-    let sandbox = sandbox("require_https = true\n", true);
-    let agent = sandbox.start();
+    let (server, sandbox, agent) = serve_package(&package, "require_https = true\n", true);
 
-    assert_eq!(
-        update(&agent, &server.url(PACKAGE_PATH), &md5_hex(&package)),
-        nova(
-            "500",
-            "refusing an http URL: [plugins.update] require_https is set"
-        )
+    assert_update_refused(
+        &agent,
+        &sandbox.root,
+        &server.url(PACKAGE_PATH),
+        &md5_hex(&package),
+        "500",
+        "refusing an http URL: [plugins.update] require_https is set",
     );
     assert!(server.requests().is_empty());
-    assert_old_install_untouched(&sandbox.root);
 }
 
 #[test]
@@ -368,17 +395,17 @@ fn a_sha256_pin_mismatch_answers_500_and_a_match_answers_0() {
 
     let pinned_elsewhere = sandbox(&format!("sha256 = \"{other}\"\n"), true);
     let agent = pinned_elsewhere.start();
-    assert_eq!(
-        update(&agent, &server.url(PACKAGE_PATH), &md5_hex(&package)),
-        nova(
-            "500",
-            &format!(
-                "SHA-256 does not match the pinned sha256 ({other} != {})",
-                sha256_hex(&package)
-            )
-        )
+    assert_update_refused(
+        &agent,
+        &pinned_elsewhere.root,
+        &server.url(PACKAGE_PATH),
+        &md5_hex(&package),
+        "500",
+        &format!(
+            "SHA-256 does not match the pinned sha256 ({other} != {})",
+            sha256_hex(&package)
+        ),
     );
-    assert_old_install_untouched(&pinned_elsewhere.root);
 
     let pinned = sandbox(&format!("sha256 = \"{}\"\n", sha256_hex(&package)), true);
     let agent = pinned.start();
@@ -391,15 +418,16 @@ fn a_sha256_pin_mismatch_answers_500_and_a_match_answers_0() {
 #[test]
 fn without_systemd_or_an_init_script_the_answer_is_404() {
     let package = good_package();
-    let server = Server::start([(PACKAGE_PATH, Route::body(package.clone()))]);
-    let sandbox = sandbox("", false);
-    let agent = sandbox.start();
+    let (server, sandbox, agent) = serve_package(&package, "", false);
 
-    assert_eq!(
-        update(&agent, &server.url(PACKAGE_PATH), &md5_hex(&package)),
-        nova("404", "No init script found to restart")
+    assert_update_refused(
+        &agent,
+        &sandbox.root,
+        &server.url(PACKAGE_PATH),
+        &md5_hex(&package),
+        "404",
+        "No init script found to restart",
     );
-    assert_old_install_untouched(&sandbox.root);
 
     // The seed's init script is used when there is one.
     std::fs::create_dir_all(sandbox.root.join("etc/init.d")).unwrap();
@@ -417,25 +445,27 @@ fn without_systemd_or_an_init_script_the_answer_is_404() {
 #[test]
 fn bad_values_and_http_errors_answer_500_with_clear_messages() {
     let package = good_package();
-    let server = Server::start([
-        ("/missing", Route::Status(404)),
-        (
-            "/ftp",
-            Route::Redirect("ftp://127.0.0.1/p.tar.gz".to_owned()),
-        ),
-        ("/loop", Route::Redirect("/loop".to_owned())),
-        (
-            "/not-a-package",
-            Route::body(b"<html>hello</html>".to_vec()),
-        ),
-    ]);
+    let (server, sandbox, agent) = serve(
+        [
+            ("/missing", Route::Status(404)),
+            (
+                "/ftp",
+                Route::Redirect("ftp://127.0.0.1/p.tar.gz".to_owned()),
+            ),
+            ("/loop", Route::Redirect("/loop".to_owned())),
+            (
+                "/not-a-package",
+                Route::body(b"<html>hello</html>".to_vec()),
+            ),
+        ],
+        "",
+        true,
+    );
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let sandbox = sandbox("", true);
-    let agent = sandbox.start();
     let md5 = md5_hex(&package);
 
     for (value, message) in [

@@ -2,7 +2,7 @@
 //! tests run), and resolv.conf.
 
 use super::*;
-use crate::testutil::{network_from, realistic, vector};
+use crate::testutil::{network_from, realistic, vector, ETC_HOSTS_VECTORS, REALISTIC_HOSTS};
 
 fn one(address4: &str, address6: Option<&str>) -> Network {
     let ip6s = address6.map_or(
@@ -17,14 +17,7 @@ fn one(address4: &str, address6: Option<&str>) -> Network {
 
 #[test]
 fn the_seed_s_vectors() {
-    for id in [
-        "etchosts-empty",
-        "etchosts-add",
-        "etchosts-update-one-hostname",
-        "etchosts-update-two-hostnames",
-        "etchosts-update-two-entries",
-        "etchosts-update-comment",
-    ] {
+    for id in ETC_HOSTS_VECTORS {
         let case = vector(id);
         let network = network_from(&case["input"]);
         let existing = case["input"]["etc_hosts"].as_str().unwrap();
@@ -64,10 +57,7 @@ fn a_line_already_right_is_kept_and_not_repeated() {
 
 #[test]
 fn every_interface_s_first_addresses_are_added_in_order() {
-    assert_eq!(
-        etc_hosts("", &realistic()),
-        "198.51.100.10\tweb-1\n2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n"
-    );
+    assert_eq!(etc_hosts("", &realistic()), REALISTIC_HOSTS);
 }
 
 #[test]

@@ -189,3 +189,250 @@ impl crate::backend::Actions for Recorder {
         fail_with(&self.hostname_error)
     }
 }
+
+impl Recorder {
+    /// A recorder under which `set_hostname` fails with "Operation not
+    /// permitted".
+    pub fn refusing_hostname() -> Self {
+        Recorder {
+            hostname_error: Some("Operation not permitted".to_owned()),
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder under which `write` fails with `error`.
+    pub fn failing_write(error: &str) -> Self {
+        Recorder {
+            write_error: Some(error.to_owned()),
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder under which `program` cannot be started.
+    pub fn without_program(program: &str) -> Self {
+        Recorder {
+            missing: vec![program.to_owned()],
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder under which each command line or program of `codes` exits
+    /// with its code.
+    pub fn exiting(codes: &[(&str, i32)]) -> Self {
+        Recorder {
+            exit_codes: codes
+                .iter()
+                .map(|&(c, code)| (c.to_owned(), code))
+                .collect(),
+            ..Recorder::default()
+        }
+    }
+}
+
+/// Runs `apply` with `recorder`, checks that it returns `expected`, and
+/// returns what the recorder logged.
+pub fn apply_expecting(
+    mut recorder: Recorder,
+    expected: Result<(), &str>,
+    apply: impl FnOnce(&mut dyn crate::backend::Actions) -> Result<(), String>,
+) -> Vec<String> {
+    assert_eq!(apply(&mut recorder), expected.map_err(str::to_owned));
+    recorder.log
+}
+
+/// Checks that `apply`, with sethostname refused, fails with the seed's
+/// message after logging `log`.
+pub fn assert_refused_hostname_stops(
+    apply: impl FnOnce(&mut dyn crate::backend::Actions) -> Result<(), String>,
+    log: &[&str],
+) {
+    let logged = apply_expecting(
+        Recorder::refusing_hostname(),
+        Err("Couldn't set hostname: Operation not permitted"),
+        apply,
+    );
+    assert_eq!(logged, log);
+}
+
+/// Checks that `apply`, with writing failing with `error`, fails with it
+/// after logging `log`.
+pub fn assert_failed_write_stops(
+    apply: impl FnOnce(&mut dyn crate::backend::Actions) -> Result<(), String>,
+    error: &str,
+    log: &[&str],
+) {
+    let logged = apply_expecting(Recorder::failing_write(error), Err(error), apply);
+    assert_eq!(logged, log);
+}
+
+/// Runs `apply` with `program` missing, checks that it fails as it cannot
+/// run it, and returns the log.
+pub fn apply_without(
+    program: &str,
+    apply: impl FnOnce(&mut dyn crate::backend::Actions) -> Result<(), String>,
+) -> Vec<String> {
+    let error = format!("cannot run {program}: No such file or directory");
+    apply_expecting(Recorder::without_program(program), Err(&error), apply)
+}
+
+/// Runs `apply` with `command` (a command line or a program) exiting with
+/// `code`, checks that it fails with `error`, and returns the log.
+pub fn apply_failing(
+    command: &str,
+    code: i32,
+    error: &str,
+    apply: impl FnOnce(&mut dyn crate::backend::Actions) -> Result<(), String>,
+) -> Vec<String> {
+    apply_expecting(Recorder::exiting(&[(command, code)]), Err(error), apply)
+}
+
+/// Renders `network` with `backend` on a temporary root holding `files`,
+/// then applies the plan with `actions`.
+pub fn apply_on(
+    backend: &dyn crate::backend::Backend,
+    network: &Network,
+    files: &[(&str, &str)],
+    actions: &mut dyn crate::backend::Actions,
+) -> Result<(), String> {
+    let root = root_with(files);
+    let system = crate::backend::System::new(root.path());
+    let plan = backend.render(network, &system).unwrap();
+    backend.apply(network, &system, &plan, actions)
+}
+
+/// `backend`'s plan for `network` on a temporary root holding `files`.
+pub fn render(
+    backend: &dyn crate::backend::Backend,
+    files: &[(&str, &str)],
+    network: &Network,
+) -> Result<crate::backend::Plan, String> {
+    let root = root_with(files);
+    render_in(backend, &root, network)
+}
+
+/// `backend`'s plan for `network` on `root`.
+pub fn render_in(
+    backend: &dyn crate::backend::Backend,
+    root: &tempfile::TempDir,
+    network: &Network,
+) -> Result<crate::backend::Plan, String> {
+    backend.render(network, &crate::backend::System::new(root.path()))
+}
+
+/// The text a plan writes to `path` (panics if it writes none).
+pub fn text<'a>(plan: &'a crate::backend::Plan, path: &str) -> &'a str {
+    std::str::from_utf8(
+        plan.content(path)
+            .unwrap_or_else(|| panic!("{path} not planned")),
+    )
+    .unwrap()
+}
+
+/// The paths a plan writes, in order.
+pub fn planned_paths(plan: &crate::backend::Plan) -> Vec<&str> {
+    plan.files.iter().map(|f| f.path.as_str()).collect()
+}
+
+/// The network of a seed vector's input.
+pub fn vector_network(id: &str) -> Network {
+    network_from(&vector(id)["input"])
+}
+
+/// A network of one interface, `eth0`, from its seed-normalized form.
+pub fn one_interface(interface: Value) -> Network {
+    network_from(&serde_json::json!({ "interfaces": { "eth0": interface } }))
+}
+
+/// The `/etc/hosts` the realistic payload adds to an empty one.
+pub const REALISTIC_HOSTS: &str =
+    "198.51.100.10\tweb-1\n2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n";
+
+/// Checks that `plan` is exactly `files` (path, content, mode), in order,
+/// with `remove` moved aside and `resolv_conf` as given.
+pub fn assert_whole_plan(
+    plan: &crate::backend::Plan,
+    files: &[(&str, &str, u32)],
+    remove: &[&str],
+    resolv_conf: bool,
+) {
+    let expected = crate::backend::Plan {
+        files: files
+            .iter()
+            .map(|&(path, content, mode)| crate::backend::FileChange {
+                path: path.to_owned(),
+                content: content.as_bytes().to_vec(),
+                mode,
+            })
+            .collect(),
+        remove: remove.iter().map(|r| r.to_string()).collect(),
+        resolv_conf,
+    };
+    assert_eq!(*plan, expected);
+}
+
+/// Checks that rendering the realistic payload twice on the same root, and
+/// again on a root holding its own output, gives the same plan.
+pub fn assert_rendering_is_deterministic(backend: &dyn crate::backend::Backend) {
+    let root = root_with(&[("/etc/hosts", "127.0.0.1\tlocalhost\n")]);
+    let first = render_in(backend, &root, &realistic()).unwrap();
+    assert_eq!(first, render_in(backend, &root, &realistic()).unwrap());
+    // Once written, the files render to the same bytes again.
+    let written: Vec<(&str, &str)> = first
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), text(&first, &f.path)))
+        .collect();
+    let root = root_with(&written);
+    assert_eq!(render_in(backend, &root, &realistic()).unwrap(), first);
+}
+
+/// The seed's `/etc/hosts` vectors.
+pub const ETC_HOSTS_VECTORS: [&str; 6] = [
+    "etchosts-empty",
+    "etchosts-add",
+    "etchosts-update-one-hostname",
+    "etchosts-update-two-hostnames",
+    "etchosts-update-two-entries",
+    "etchosts-update-comment",
+];
+
+/// Checks `backend`'s `/etc/hosts` against every seed vector of it.
+pub fn check_etc_hosts_vectors(backend: &dyn crate::backend::Backend) {
+    for id in ETC_HOSTS_VECTORS {
+        let v = vector(id);
+        assert_eq!(v["match"], "exact");
+        let files = [("/etc/hosts", v["input"]["etc_hosts"].as_str().unwrap())];
+        let plan = render(backend, &files, &network_from(&v["input"])).unwrap();
+        assert_eq!(
+            text(&plan, "/etc/hosts"),
+            v["expected"]["/etc/hosts"],
+            "{id}"
+        );
+    }
+}
+
+/// Checks the file `backend` renders at `path` for the interfaces vector
+/// `id` against the vector's `key`, right-stripped and whole; returns the
+/// plan.
+pub fn check_interfaces_vector(
+    backend: &dyn crate::backend::Backend,
+    id: &str,
+    path: &str,
+    key: &str,
+) -> crate::backend::Plan {
+    let v = vector(id);
+    assert_eq!(v["match"], "rstrip_lines");
+    let plan = render(backend, &[], &network_from(&v["input"])).unwrap();
+    let file = text(&plan, path);
+    assert_eq!(rstrip_lines(file), v["expected"][key], "{id}");
+    assert_eq!(file, v["full_output"][key], "{id}");
+    plan
+}
+
+/// Checks the hostname file `backend` renders at `path` against the seed's
+/// hostname vector `id`.
+pub fn check_hostname_vector(backend: &dyn crate::backend::Backend, id: &str, path: &str) {
+    let v = vector(id);
+    let plan = render(backend, &[], &network_from(&v["input"])).unwrap();
+    assert_eq!(text(&plan, path), v["expected"][path]);
+}

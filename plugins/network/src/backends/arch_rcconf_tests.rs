@@ -3,14 +3,13 @@
 use serde_json::json;
 
 use super::*;
-use crate::backend::{Backend, Plan, System};
+use crate::backend::Plan;
 use crate::backends::arch::ArchRcconf;
-use crate::testutil::{network_from, realistic, root_with, rstrip_lines, vector};
+use crate::testutil::{network_from, realistic, render, rstrip_lines, vector};
 
 /// The whole `arch-rcconf` rendering over an `/etc/rc.conf` of `existing`.
 fn render_legacy(existing: &str, network: &Network) -> Result<Plan, String> {
-    let root = root_with(&[("/etc/rc.conf", existing)]);
-    ArchRcconf.render(network, &System::new(root.path()))
+    render(&ArchRcconf, &[("/etc/rc.conf", existing)], network)
 }
 
 // --- The seed's vectors ----------------------------------------------------

@@ -1,21 +1,11 @@
 use serde_json::json;
 
 use super::*;
-use crate::backend::{Actions, System};
-use crate::testutil::{network_from, realistic, root_with, rstrip_lines, vector, Recorder};
-
-fn text(plan: &Plan, path: &str) -> String {
-    String::from_utf8(plan.content(path).unwrap().to_vec()).unwrap()
-}
-
-fn render(
-    backend: &dyn Backend,
-    files: &[(&str, &str)],
-    network: &Network,
-) -> Result<Plan, String> {
-    let root = root_with(files);
-    backend.render(network, &System::new(root.path()))
-}
+use crate::backend::Actions;
+use crate::testutil::{
+    apply_expecting, apply_failing, apply_without, network_from, planned_paths, realistic, render,
+    rstrip_lines, text, vector, Recorder,
+};
 
 // --- The seed's vectors ----------------------------------------------------
 
@@ -140,9 +130,8 @@ NETWORKS=(eth0 eth1)
     assert_eq!(text(&plan, "/etc/network.d/eth1"), eth1);
     assert_eq!(text(&plan, "/etc/rc.conf"), rc_conf);
     assert_eq!(text(&plan, "/etc/hosts"), NEW_HOSTS);
-    let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
-        paths,
+        planned_paths(&plan),
         [
             "/etc/network.d/eth0",
             "/etc/network.d/eth1",
@@ -181,8 +170,7 @@ fn realistic_payload_legacy_migrating_from_netcfg() {
     let plan = render(&ArchRcconf, &files, &realistic()).unwrap();
     assert_eq!(text(&plan, "/etc/rc.conf"), REALISTIC_LEGACY);
     assert_eq!(text(&plan, "/etc/hosts"), NEW_HOSTS);
-    let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(paths, ["/etc/rc.conf", "/etc/hosts"]);
+    assert_eq!(planned_paths(&plan), ["/etc/rc.conf", "/etc/hosts"]);
     assert!(plan.resolv_conf);
     assert!(plan.remove.is_empty());
     let again = render(
@@ -283,35 +271,28 @@ fn only_stale_profiles_nova_agent_wrote_are_removed() {
 
 // --- Apply sequences -------------------------------------------------------
 
-/// `realistic()` with eth1 down, rendered and applied on a root with `files`.
-fn apply_on(
-    backend: &dyn Backend,
-    files: &[(&str, &str)],
-    actions: &mut dyn Actions,
-) -> Result<(), String> {
-    let root = root_with(files);
-    let system = System::new(root.path());
-    let mut network = realistic();
-    network.interfaces[1].up = false;
-    let plan = backend.render(&network, &system)?;
-    backend.apply(&network, &system, &plan, actions)
+/// `realistic()` with eth1 down, rendered with `backend` and applied on a
+/// root with `files`.
+fn apply_on<'a>(
+    backend: &'a dyn Backend,
+    files: &'a [(&'a str, &'a str)],
+) -> impl FnOnce(&mut dyn Actions) -> Result<(), String> + 'a {
+    move |actions| {
+        let mut network = realistic();
+        network.interfaces[1].up = false;
+        crate::testutil::apply_on(backend, &network, files, actions)
+    }
 }
 
 const NETCTL_INSTALLED: [(&str, &str); 1] = [("/usr/bin/netctl", "")];
 
 #[test]
 fn netctl_apply_sequence() {
-    let mut recorder = Recorder::default();
     // A failed stop is soft.
-    recorder
-        .exit_codes
-        .insert("/usr/bin/netctl stop eth0".into(), 1);
+    let recorder = Recorder::exiting(&[("/usr/bin/netctl stop eth0", 1)]);
+    let log = apply_expecting(recorder, Ok(()), apply_on(&ArchNetctl, &NETCTL_INSTALLED));
     assert_eq!(
-        apply_on(&ArchNetctl, &NETCTL_INSTALLED, &mut recorder),
-        Ok(())
-    );
-    assert_eq!(
-        recorder.log,
+        log,
         [
             "run /usr/bin/hostnamectl set-hostname web-1",
             "sethostname web-1",
@@ -327,29 +308,24 @@ fn netctl_apply_sequence() {
 
 #[test]
 fn netctl_retries_once_and_names_the_failures() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/usr/bin/netctl restart eth0".into(), 1);
-    recorder
-        .exit_codes
-        .insert("/usr/bin/netctl reenable eth1".into(), 1);
-    let result = apply_on(&ArchNetctl, &NETCTL_INSTALLED, &mut recorder);
-    assert_eq!(result, Err("Failed to start eth0, eth1".into()));
-    let starts: Vec<&String> = recorder
-        .log
-        .iter()
-        .filter(|l| l.contains("restart"))
-        .collect();
+    let recorder = Recorder::exiting(&[
+        ("/usr/bin/netctl restart eth0", 1),
+        ("/usr/bin/netctl reenable eth1", 1),
+    ]);
+    let log = apply_expecting(
+        recorder,
+        Err("Failed to start eth0, eth1"),
+        apply_on(&ArchNetctl, &NETCTL_INSTALLED),
+    );
+    let starts: Vec<&String> = log.iter().filter(|l| l.contains("restart")).collect();
     assert_eq!(starts.len(), 4);
 }
 
 #[test]
 fn netctl_not_installed_only_writes() {
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_on(&ArchNetctl, &[], &mut recorder), Ok(()));
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_on(&ArchNetctl, &[]));
     assert_eq!(
-        recorder.log,
+        log,
         [
             "run /usr/bin/hostnamectl set-hostname web-1",
             "sethostname web-1",
@@ -360,30 +336,22 @@ fn netctl_not_installed_only_writes() {
 
 #[test]
 fn netctl_reports_a_missing_program() {
-    let mut recorder = Recorder {
-        missing: vec!["/usr/bin/hostnamectl".into()],
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_on(&ArchNetctl, &NETCTL_INSTALLED, &mut recorder),
-        Err("cannot run /usr/bin/hostnamectl: No such file or directory".into())
+    apply_without(
+        "/usr/bin/hostnamectl",
+        apply_on(&ArchNetctl, &NETCTL_INSTALLED),
     );
 }
 
 #[test]
 fn netcfg_apply_when_netcfg_is_current() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/usr/bin/netcfg -u eth1".into(), 1);
-    let result = apply_on(
-        &ArchNetcfg,
-        &[("/etc/rc.conf", NETCFG_RC_CONF)],
-        &mut recorder,
+    let log = apply_failing(
+        "/usr/bin/netcfg -u eth1",
+        1,
+        "Failed to start eth1",
+        apply_on(&ArchNetcfg, &[("/etc/rc.conf", NETCFG_RC_CONF)]),
     );
-    assert_eq!(result, Err("Failed to start eth1".into()));
     assert_eq!(
-        recorder.log,
+        log,
         [
             "sethostname web-1",
             "run /usr/bin/netcfg -d eth0",
@@ -398,10 +366,9 @@ fn netcfg_apply_when_netcfg_is_current() {
 #[test]
 fn netcfg_apply_when_legacy_is_current() {
     let files = [("/etc/rc.conf", LEGACY_RC_CONF)];
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_on(&ArchNetcfg, &files, &mut recorder), Ok(()));
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_on(&ArchNetcfg, &files));
     assert_eq!(
-        recorder.log[..3],
+        log[..3],
         [
             "sethostname web-1",
             "run /etc/rc.d/network stop",
@@ -409,30 +376,22 @@ fn netcfg_apply_when_legacy_is_current() {
         ]
     );
 
-    let mut recorder = Recorder::default();
-    recorder.exit_codes.insert("/etc/rc.d/network".into(), 4);
-    assert_eq!(
-        apply_on(&ArchNetcfg, &files, &mut recorder),
-        Err("Couldn't stop network: 4".into())
+    let log = apply_failing(
+        "/etc/rc.d/network",
+        4,
+        "Couldn't stop network: 4",
+        apply_on(&ArchNetcfg, &files),
     );
-    assert_eq!(recorder.log.last().unwrap(), "run /etc/rc.d/network stop");
+    assert_eq!(log.last().unwrap(), "run /etc/rc.d/network stop");
 
-    let mut recorder = Recorder {
-        missing: vec!["/usr/bin/netcfg".into()],
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_on(&ArchNetcfg, &files, &mut recorder),
-        Err("cannot run /usr/bin/netcfg: No such file or directory".into())
-    );
+    apply_without("/usr/bin/netcfg", apply_on(&ArchNetcfg, &files));
 }
 
 #[test]
 fn legacy_apply_sequence() {
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_on(&ArchRcconf, &[], &mut recorder), Ok(()));
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_on(&ArchRcconf, &[]));
     assert_eq!(
-        recorder.log,
+        log,
         [
             "sethostname web-1",
             "run /etc/rc.d/network stop",
@@ -444,45 +403,31 @@ fn legacy_apply_sequence() {
 
 #[test]
 fn legacy_apply_failures() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/etc/rc.d/network stop".into(), 1);
-    assert_eq!(
-        apply_on(&ArchRcconf, &[], &mut recorder),
-        Err("Couldn't stop network: 1".into())
+    let log = apply_failing(
+        "/etc/rc.d/network stop",
+        1,
+        "Couldn't stop network: 1",
+        apply_on(&ArchRcconf, &[]),
     );
-    assert!(!recorder.log.iter().any(|l| l.starts_with("write")));
+    assert!(!log.iter().any(|l| l.starts_with("write")));
 
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/etc/rc.d/network start".into(), 2);
-    assert_eq!(
-        apply_on(&ArchRcconf, &[], &mut recorder),
-        Err("Couldn't start network: 2".into())
+    apply_failing(
+        "/etc/rc.d/network start",
+        2,
+        "Couldn't start network: 2",
+        apply_on(&ArchRcconf, &[]),
     );
 
-    let mut recorder = Recorder {
-        missing: vec!["/etc/rc.d/network".into()],
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_on(&ArchRcconf, &[], &mut recorder),
-        Err("cannot run /etc/rc.d/network: No such file or directory".into())
-    );
+    apply_without("/etc/rc.d/network", apply_on(&ArchRcconf, &[]));
 }
 
 #[test]
 fn a_refused_hostname_stops_every_mode() {
     let refused = Err("Couldn't set hostname: Operation not permitted".to_owned());
     for backend in [&ArchNetctl as &dyn Backend, &ArchNetcfg, &ArchRcconf] {
-        let mut recorder = Recorder {
-            hostname_error: Some("Operation not permitted".into()),
-            ..Recorder::default()
-        };
+        let mut recorder = Recorder::refusing_hostname();
         assert_eq!(
-            apply_on(backend, &NETCTL_INSTALLED, &mut recorder),
+            apply_on(backend, &NETCTL_INSTALLED)(&mut recorder),
             refused,
             "{}",
             backend.name()

@@ -1,19 +1,14 @@
 use serde_json::json;
 
 use super::*;
-use crate::backend::FileChange;
-use crate::testutil::{network_from, realistic, root_with, rstrip_lines, vector, Recorder};
+use crate::testutil::{
+    apply_expecting, apply_failing, apply_on, apply_without, assert_refused_hostname_stops,
+    assert_whole_plan, check_etc_hosts_vectors, check_hostname_vector, check_interfaces_vector,
+    network_from, realistic, root_with, Recorder,
+};
 
 fn render_in(root: &tempfile::TempDir, network: &Network) -> Plan {
-    Ifupdown.render(network, &System::new(root.path())).unwrap()
-}
-
-fn text<'a>(plan: &'a Plan, path: &str) -> &'a str {
-    std::str::from_utf8(
-        plan.content(path)
-            .unwrap_or_else(|| panic!("{path} not planned")),
-    )
-    .unwrap()
+    crate::testutil::render_in(&Ifupdown, root, network).unwrap()
 }
 
 const OLD_INTERFACES: &str = "auto lo\niface lo inet loopback\n\nauto eth0 eth3\n\
@@ -21,11 +16,33 @@ iface eth0 inet dhcp\nallow-hotplug eth2\niface eth2 inet dhcp\n";
 
 const PLANNED: &str = "write /etc/network/interfaces /etc/hostname /etc/hosts";
 
-fn apply_in(root: &tempfile::TempDir, actions: &mut dyn Actions) -> Result<(), String> {
-    let network = realistic();
-    let system = System::new(root.path());
-    let plan = Ifupdown.render(&network, &system).unwrap();
-    Ifupdown.apply(&network, &system, &plan, actions)
+/// Applies the realistic payload on a root holding `files`.
+fn apply_in<'a>(
+    files: &'a [(&'a str, &'a str)],
+) -> impl FnOnce(&mut dyn Actions) -> Result<(), String> + 'a {
+    |actions| apply_on(&Ifupdown, &realistic(), files, actions)
+}
+
+/// An old interfaces file and the networking init script `script`.
+fn old_file_and_script(script: &str) -> [(&str, &str); 2] {
+    [
+        (INTERFACES_FILE, OLD_INTERFACES),
+        ("/etc/init.d/networking", script),
+    ]
+}
+
+/// The restart through the init script, then through `service`.
+const FALLEN_BACK: [&str; 2] = [
+    "run /etc/init.d/networking restart",
+    "run /usr/sbin/service networking restart",
+];
+
+/// The init script and `service` both fail with `service_code`.
+fn failing_restart(service_code: i32) -> Recorder {
+    Recorder::exiting(&[
+        ("/etc/init.d/networking", 1),
+        ("/usr/sbin/service", service_code),
+    ])
 }
 
 fn ifups() -> Vec<String> {
@@ -56,43 +73,18 @@ fn name_is_ifupdown() {
 #[test]
 fn seed_vectors_interfaces() {
     for id in ["interfaces-debian-ipv4", "interfaces-debian-ipv6"] {
-        let v = vector(id);
-        assert_eq!(v["match"], "rstrip_lines");
-        let root = root_with(&[]);
-        let plan = render_in(&root, &network_from(&v["input"]));
-        let file = text(&plan, INTERFACES_FILE);
-        assert_eq!(rstrip_lines(file), v["expected"]["interfaces"], "{id}");
-        assert_eq!(file, v["full_output"]["interfaces"], "{id}");
+        check_interfaces_vector(&Ifupdown, id, INTERFACES_FILE, "interfaces");
     }
 }
 
 #[test]
 fn seed_vector_hostname() {
-    let v = vector("hostname-debian");
-    let plan = render_in(&root_with(&[]), &network_from(&v["input"]));
-    assert_eq!(text(&plan, "/etc/hostname"), v["expected"]["/etc/hostname"]);
+    check_hostname_vector(&Ifupdown, "hostname-debian", "/etc/hostname");
 }
 
 #[test]
 fn seed_vectors_etc_hosts() {
-    for id in [
-        "etchosts-empty",
-        "etchosts-add",
-        "etchosts-update-one-hostname",
-        "etchosts-update-two-hostnames",
-        "etchosts-update-two-entries",
-        "etchosts-update-comment",
-    ] {
-        let v = vector(id);
-        assert_eq!(v["match"], "exact");
-        let root = root_with(&[("/etc/hosts", v["input"]["etc_hosts"].as_str().unwrap())]);
-        let plan = render_in(&root, &network_from(&v["input"]));
-        assert_eq!(
-            text(&plan, "/etc/hosts"),
-            v["expected"]["/etc/hosts"],
-            "{id}"
-        );
-    }
+    check_etc_hosts_vectors(&Ifupdown);
 }
 
 #[test]
@@ -139,22 +131,15 @@ iface eth1 inet static
 ";
     let hosts = "127.0.0.1\tlocalhost\n127.0.1.1\told\n198.51.100.10\tweb-1\n\
 2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n";
-    let file = |path: &str, content: &str| FileChange {
-        path: path.to_owned(),
-        content: content.as_bytes().to_vec(),
-        mode: 0o644,
-    };
-    assert_eq!(
-        plan,
-        Plan {
-            files: vec![
-                file(INTERFACES_FILE, interfaces),
-                file("/etc/hostname", "web-1\n"),
-                file("/etc/hosts", hosts),
-            ],
-            remove: vec![],
-            resolv_conf: true,
-        }
+    assert_whole_plan(
+        &plan,
+        &[
+            (INTERFACES_FILE, interfaces, 0o644),
+            ("/etc/hostname", "web-1\n", 0o644),
+            ("/etc/hosts", hosts, 0o644),
+        ],
+        &[],
+        true,
     );
 }
 
@@ -208,184 +193,108 @@ fn configured_interfaces_of_a_file() {
 
 #[test]
 fn apply_sequence_normal_run() {
-    let root = root_with(&[
-        (INTERFACES_FILE, OLD_INTERFACES),
-        ("/etc/init.d/networking", "#!/bin/sh\n"),
-    ]);
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_in(&root, &mut recorder), Ok(()));
-    assert_eq!(
-        recorder.log,
-        expected_log(&["run /etc/init.d/networking restart"])
-    );
+    let files = old_file_and_script("#!/bin/sh\n");
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_in(&files));
+    assert_eq!(log, expected_log(&["run /etc/init.d/networking restart"]));
 }
 
 #[test]
 fn apply_without_old_file_brings_nothing_down() {
-    let root = root_with(&[("/etc/init.d/networking", "#!/bin/sh\n")]);
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_in(&root, &mut recorder), Ok(()));
+    let files = [("/etc/init.d/networking", "#!/bin/sh\n")];
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_in(&files));
     let mut expected = vec![
         "sethostname web-1".to_owned(),
         PLANNED.to_owned(),
         "run /etc/init.d/networking restart".to_owned(),
     ];
     expected.extend(ifups());
-    assert_eq!(recorder.log, expected);
+    assert_eq!(log, expected);
 }
 
 #[test]
 fn apply_falls_back_to_service() {
-    let root = root_with(&[
-        (INTERFACES_FILE, OLD_INTERFACES),
-        ("/etc/init.d/networking", "#!/bin/sh\n"),
-    ]);
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/etc/init.d/networking".into(), 1);
-    assert_eq!(apply_in(&root, &mut recorder), Ok(()));
-    assert_eq!(
-        recorder.log,
-        expected_log(&[
-            "run /etc/init.d/networking restart",
-            "run /usr/sbin/service networking restart"
-        ])
-    );
+    let files = old_file_and_script("#!/bin/sh\n");
+    let recorder = Recorder::exiting(&[("/etc/init.d/networking", 1)]);
+    let log = apply_expecting(recorder, Ok(()), apply_in(&files));
+    assert_eq!(log, expected_log(&FALLEN_BACK));
 }
 
 #[test]
 fn apply_failing_restart() {
-    let root = root_with(&[
-        (INTERFACES_FILE, OLD_INTERFACES),
-        ("/etc/init.d/networking", "#!/bin/sh\n"),
-    ]);
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/etc/init.d/networking".into(), 1);
-    recorder.exit_codes.insert("/usr/sbin/service".into(), 3);
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("Couldn't restart network: 3".to_owned())
+    let files = old_file_and_script("#!/bin/sh\n");
+    let log = apply_expecting(
+        failing_restart(3),
+        Err("Couldn't restart network: 3"),
+        apply_in(&files),
     );
-    assert_eq!(
-        recorder.log,
-        expected_log(&[
-            "run /etc/init.d/networking restart",
-            "run /usr/sbin/service networking restart"
-        ])
-    );
+    assert_eq!(log, expected_log(&FALLEN_BACK));
 }
 
 #[test]
 fn apply_under_upstart_forgives_the_restart() {
     let script = "#!/bin/sh\nif init_is_upstart; then exit 1; fi\n";
-    let root = root_with(&[
-        (INTERFACES_FILE, OLD_INTERFACES),
-        ("/etc/init.d/networking", script),
-        ("/sbin/initctl", ""),
-    ]);
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/etc/init.d/networking".into(), 1);
-    recorder.exit_codes.insert("/usr/sbin/service".into(), 1);
-    assert_eq!(apply_in(&root, &mut recorder), Ok(()));
+    let [old_file, init_script] = old_file_and_script(script);
+    let files = [old_file, init_script, ("/sbin/initctl", "")];
+    apply_expecting(failing_restart(1), Ok(()), apply_in(&files));
 
     // The script alone (no initctl) is not upstart.
-    let root = root_with(&[("/etc/init.d/networking", script)]);
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/etc/init.d/networking".into(), 1);
-    recorder.exit_codes.insert("/usr/sbin/service".into(), 1);
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("Couldn't restart network: 1".to_owned())
+    apply_expecting(
+        failing_restart(1),
+        Err("Couldn't restart network: 1"),
+        apply_in(&[init_script]),
     );
 }
 
 #[test]
 fn apply_on_systemd_only_debian() {
-    let root = root_with(&[(INTERFACES_FILE, OLD_INTERFACES), ("/bin/systemctl", "")]);
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_in(&root, &mut recorder), Ok(()));
+    let files = [(INTERFACES_FILE, OLD_INTERFACES), ("/bin/systemctl", "")];
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_in(&files));
     assert_eq!(
-        recorder.log,
+        log,
         expected_log(&["run /bin/systemctl restart networking"])
     );
 
-    let mut recorder = Recorder::default();
-    recorder.exit_codes.insert("/bin/systemctl".into(), 5);
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("Couldn't restart network: 5".to_owned())
+    apply_failing(
+        "/bin/systemctl",
+        5,
+        "Couldn't restart network: 5",
+        apply_in(&files),
     );
 }
 
 #[test]
 fn apply_missing_restart_program() {
-    let root = root_with(&[(INTERFACES_FILE, OLD_INTERFACES)]);
-    let mut recorder = Recorder::default();
-    recorder.missing.push("/etc/init.d/networking".into());
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("cannot run /etc/init.d/networking: No such file or directory".to_owned())
+    let log = apply_without(
+        "/etc/init.d/networking",
+        apply_in(&[(INTERFACES_FILE, OLD_INTERFACES)]),
     );
-    assert_eq!(
-        recorder.log.last().unwrap(),
-        "run /etc/init.d/networking restart"
-    );
+    assert_eq!(log.last().unwrap(), "run /etc/init.d/networking restart");
 
-    let root = root_with(&[("/etc/init.d/networking", "")]);
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/etc/init.d/networking".into(), 1);
+    let mut recorder = Recorder::exiting(&[("/etc/init.d/networking", 1)]);
     recorder.missing.push("/usr/sbin/service".into());
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("cannot run /usr/sbin/service: No such file or directory".to_owned())
+    apply_expecting(
+        recorder,
+        Err("cannot run /usr/sbin/service: No such file or directory"),
+        apply_in(&[("/etc/init.d/networking", "")]),
     );
 }
 
 #[test]
 fn apply_ignores_ifdown_and_ifup_failures() {
-    let root = root_with(&[
-        (INTERFACES_FILE, OLD_INTERFACES),
-        ("/etc/init.d/networking", ""),
-    ]);
-    let mut recorder = Recorder::default();
-    recorder.exit_codes.insert("/sbin/ifdown".into(), 1);
+    let files = old_file_and_script("");
+    let mut recorder = Recorder::exiting(&[("/sbin/ifdown", 1)]);
     recorder.missing.push("/sbin/ifup".into());
-    assert_eq!(apply_in(&root, &mut recorder), Ok(()));
-    assert_eq!(
-        recorder.log,
-        expected_log(&["run /etc/init.d/networking restart"])
-    );
+    let log = apply_expecting(recorder, Ok(()), apply_in(&files));
+    assert_eq!(log, expected_log(&["run /etc/init.d/networking restart"]));
 }
 
 #[test]
 fn apply_failed_write_still_restarts_then_reports_it() {
-    let root = root_with(&[
-        (INTERFACES_FILE, OLD_INTERFACES),
-        ("/etc/init.d/networking", ""),
-    ]);
-    let mut recorder = Recorder {
-        write_error: Some("Permission denied".to_owned()),
-        ..Recorder::default()
-    };
-    recorder
-        .exit_codes
-        .insert("/etc/init.d/networking".into(), 1);
-    recorder.exit_codes.insert("/usr/sbin/service".into(), 1);
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("Permission denied".to_owned())
-    );
+    let files = old_file_and_script("");
+    let mut recorder = failing_restart(1);
+    recorder.write_error = Some("Permission denied".to_owned());
+    let log = apply_expecting(recorder, Err("Permission denied"), apply_in(&files));
     // Nothing was written, so the old file's interfaces are brought back up.
-    let log = &recorder.log;
     assert_eq!(
         log[log.len() - 3..],
         [
@@ -399,14 +308,8 @@ fn apply_failed_write_still_restarts_then_reports_it() {
 
 #[test]
 fn apply_failed_sethostname_stops_first() {
-    let root = root_with(&[(INTERFACES_FILE, OLD_INTERFACES)]);
-    let mut recorder = Recorder {
-        hostname_error: Some("Operation not permitted".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("Couldn't set hostname: Operation not permitted".to_owned())
+    assert_refused_hostname_stops(
+        apply_in(&[(INTERFACES_FILE, OLD_INTERFACES)]),
+        &["sethostname web-1"],
     );
-    assert_eq!(recorder.log, ["sethostname web-1"]);
 }

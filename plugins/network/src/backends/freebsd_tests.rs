@@ -1,16 +1,20 @@
 use serde_json::json;
 
 use super::*;
-use crate::backend::{Actions, System};
-use crate::testutil::{network_from, realistic, root_with, rstrip_lines, vector, Recorder};
+use crate::backend::Actions;
+use crate::testutil::{
+    apply_expecting, apply_failing, apply_without, assert_refused_hostname_stops, network_from,
+    planned_paths, realistic, render, rstrip_lines, text, vector, Recorder, REALISTIC_HOSTS,
+};
 
 fn render_with(rc_conf: &str, network: &Network) -> Result<Plan, String> {
-    let root = root_with(&[("/etc/rc.conf", rc_conf)]);
-    FreebsdRcconf.render(network, &System::new(root.path()))
+    render(&FreebsdRcconf, &[("/etc/rc.conf", rc_conf)], network)
 }
 
-fn text(plan: &Plan, path: &str) -> String {
-    String::from_utf8(plan.content(path).unwrap().to_vec()).unwrap()
+/// The `/etc/rc.conf` rendered for `network` over one of `old`.
+fn rendered_rc_conf(old: &str, network: &Network) -> String {
+    let plan = render_with(old, network).unwrap();
+    text(&plan, "/etc/rc.conf").to_owned()
 }
 
 fn check_vector(id: &str) {
@@ -23,7 +27,7 @@ fn check_vector(id: &str) {
     .unwrap();
     let rc_conf = text(&plan, "/etc/rc.conf");
     assert_eq!(
-        rstrip_lines(&rc_conf),
+        rstrip_lines(rc_conf),
         v["expected"]["/etc/rc.conf"].as_str().unwrap(),
         "{id}"
     );
@@ -78,20 +82,17 @@ ipv6_defaultrouter="fe80::def%eth0"
 
 #[test]
 fn realistic_payload_renders_whole_files() {
-    let root = root_with(&[
+    let files = [
         ("/etc/rc.conf", OLD_RC_CONF),
         ("/etc/hosts", "127.0.0.1\tlocalhost\n"),
-    ]);
-    let plan = FreebsdRcconf
-        .render(&realistic(), &System::new(root.path()))
-        .unwrap();
+    ];
+    let plan = render(&FreebsdRcconf, &files, &realistic()).unwrap();
     assert_eq!(text(&plan, "/etc/rc.conf"), REALISTIC_RC_CONF);
     assert_eq!(
         text(&plan, "/etc/hosts"),
-        "127.0.0.1\tlocalhost\n198.51.100.10\tweb-1\n2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n"
+        format!("127.0.0.1\tlocalhost\n{REALISTIC_HOSTS}")
     );
-    let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(paths, ["/etc/rc.conf", "/etc/hosts"]);
+    assert_eq!(planned_paths(&plan), ["/etc/rc.conf", "/etc/hosts"]);
     assert!(plan.resolv_conf);
     assert!(plan.remove.is_empty());
 }
@@ -105,10 +106,7 @@ fn rerendering_its_own_output_changes_nothing() {
 
 #[test]
 fn missing_rc_conf_counts_as_empty() {
-    let root = root_with(&[]);
-    let plan = FreebsdRcconf
-        .render(&realistic(), &System::new(root.path()))
-        .unwrap();
+    let plan = render(&FreebsdRcconf, &[], &realistic()).unwrap();
     assert_eq!(
         text(&plan, "/etc/rc.conf"),
         REALISTIC_RC_CONF.replace("sshd_enable=\"YES\"\n", "")
@@ -142,7 +140,7 @@ fn two_gateways_of_a_family_are_refused() {
 fn ipv6_default_router_zone_is_its_interface() {
     let mut network = two_interfaces("gateway6", "2001:db8::1", "2001:db8:1::1");
     network.interfaces[0].gateway6 = None;
-    let rc_conf = text(&render_with("", &network).unwrap(), "/etc/rc.conf");
+    let rc_conf = rendered_rc_conf("", &network);
     assert!(
         rc_conf.contains("ipv6_network_interfaces=\"xn0,xn1\"\n"),
         "{rc_conf}"
@@ -161,27 +159,24 @@ fn default_route_through_the_gateway_is_left_out() {
         "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "192.0.2.1"},
                    {"network": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "192.0.2.1"}],
     }}}));
-    let rc_conf = text(&render_with("", &network).unwrap(), "/etc/rc.conf");
+    let rc_conf = rendered_rc_conf("", &network);
     assert!(rc_conf.contains(
         "route_lan0=\"-net 10.0.0.0 -netmask 255.0.0.0 192.0.2.1\"\nstatic_routes=\"lan0\"\n"
     ));
 }
 
-/// Runs the apply sequence on `root` with `recorder`.
-fn apply_on(files: &[(&str, &str)], actions: &mut dyn Actions) -> Result<(), String> {
-    let root = root_with(files);
-    let system = System::new(root.path());
-    let network = realistic();
-    let plan = FreebsdRcconf.render(&network, &system).unwrap();
-    FreebsdRcconf.apply(&network, &system, &plan, actions)
+/// Applies the realistic payload on a root holding `files`.
+fn apply_on<'a>(
+    files: &'a [(&'a str, &'a str)],
+) -> impl FnOnce(&mut dyn Actions) -> Result<(), String> + 'a {
+    |actions| crate::testutil::apply_on(&FreebsdRcconf, &realistic(), files, actions)
 }
 
 #[test]
 fn apply_restarts_netif_and_routing() {
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_on(&[], &mut recorder), Ok(()));
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_on(&[]));
     assert_eq!(
-        recorder.log,
+        log,
         [
             "write /etc/rc.conf /etc/hosts",
             "sethostname web-1",
@@ -193,16 +188,13 @@ fn apply_restarts_netif_and_routing() {
 
 #[test]
 fn apply_restarts_ipv6_networking_when_its_script_exists() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/bin/sh /etc/rc.d/routing restart".into(), 1);
-    assert_eq!(
-        apply_on(&[("/etc/rc.d/network_ipv6", "")], &mut recorder),
-        Ok(())
+    let log = apply_expecting(
+        Recorder::exiting(&[("/bin/sh /etc/rc.d/routing restart", 1)]),
+        Ok(()),
+        apply_on(&[("/etc/rc.d/network_ipv6", "")]),
     );
     assert_eq!(
-        recorder.log[2..],
+        log[2..],
         [
             "run /bin/sh /etc/rc.d/netif restart",
             "run /bin/sh /etc/rc.d/network_ipv6 restart",
@@ -213,63 +205,43 @@ fn apply_restarts_ipv6_networking_when_its_script_exists() {
 
 #[test]
 fn apply_reports_failed_restarts() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/bin/sh /etc/rc.d/netif restart".into(), 1);
-    assert_eq!(
-        apply_on(&[], &mut recorder),
-        Err("Couldn't restart IPv4 networking: 1".into())
+    let log = apply_failing(
+        "/bin/sh /etc/rc.d/netif restart",
+        1,
+        "Couldn't restart IPv4 networking: 1",
+        apply_on(&[]),
     );
-    assert_eq!(
-        recorder.log.last().unwrap(),
-        "run /bin/sh /etc/rc.d/netif restart"
-    );
+    assert_eq!(log.last().unwrap(), "run /bin/sh /etc/rc.d/netif restart");
 
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/bin/sh /etc/rc.d/network_ipv6 restart".into(), 3);
-    let result = apply_on(&[("/etc/rc.d/network_ipv6", "")], &mut recorder);
-    assert_eq!(result, Err("Couldn't restart IPv6 networking: 3".into()));
+    let log = apply_failing(
+        "/bin/sh /etc/rc.d/network_ipv6 restart",
+        3,
+        "Couldn't restart IPv6 networking: 3",
+        apply_on(&[("/etc/rc.d/network_ipv6", "")]),
+    );
     assert_eq!(
-        recorder.log.last().unwrap(),
+        log.last().unwrap(),
         "run /bin/sh /etc/rc.d/network_ipv6 restart"
     );
 }
 
 #[test]
 fn apply_reports_a_missing_program() {
-    let mut recorder = Recorder {
-        missing: vec!["/bin/sh".into()],
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_on(&[], &mut recorder),
-        Err("cannot run /bin/sh: No such file or directory".into())
-    );
+    apply_without("/bin/sh", apply_on(&[]));
 }
 
 #[test]
 fn apply_reports_a_refused_hostname() {
-    let mut recorder = Recorder {
-        hostname_error: Some("Operation not permitted".into()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_on(&[], &mut recorder),
-        Err("Couldn't set hostname: Operation not permitted".into())
-    );
-    assert_eq!(
-        recorder.log,
-        ["write /etc/rc.conf /etc/hosts", "sethostname web-1"]
+    assert_refused_hostname_stops(
+        apply_on(&[]),
+        &["write /etc/rc.conf /etc/hosts", "sethostname web-1"],
     );
 }
 
 #[test]
 fn only_label_comments_of_dropped_lines_go() {
     let old = "# Label notes\nsshd_enable=\"YES\"\n# Label public\nifconfig_xn0=\"DHCP\"\n";
-    let rc_conf = text(&render_with(old, &realistic()).unwrap(), "/etc/rc.conf");
+    let rc_conf = rendered_rc_conf(old, &realistic());
     assert!(rc_conf.starts_with("# Label notes\nsshd_enable=\"YES\"\ndhcpd_enable=\"NO\"\n"));
     assert_eq!(rc_conf.matches("# Label public\n").count(), 1);
 }

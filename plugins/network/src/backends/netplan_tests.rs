@@ -1,30 +1,27 @@
 use super::*;
-use crate::backend::FileChange;
-use crate::testutil::{network_from, realistic, root_with, vector, Recorder};
+use crate::testutil::{
+    apply_expecting, apply_failing, apply_on, apply_without, assert_failed_write_stops,
+    assert_refused_hostname_stops, assert_rendering_is_deterministic, assert_whole_plan,
+    network_from, one_interface, realistic, render, vector_network, Recorder, REALISTIC_HOSTS,
+};
 
-fn render(network: &Network, root: &tempfile::TempDir) -> Plan {
-    Netplan.render(network, &System::new(root.path())).unwrap()
+const PLANNED: &str = "write /etc/netplan/90-nova-agent.yaml /etc/hostname /etc/hosts";
+
+fn plan(network: &Network) -> Plan {
+    render(&Netplan, &[], network).unwrap()
 }
 
 fn yaml(plan: &Plan) -> &str {
     std::str::from_utf8(plan.content(CONFIG_PATH).unwrap()).unwrap()
 }
 
-fn one_interface(interface: serde_json::Value) -> Network {
-    network_from(&serde_json::json!({ "interfaces": { "eth0": interface } }))
-}
-
 fn apply_with(actions: &mut dyn Actions) -> Result<(), String> {
-    let root = root_with(&[]);
-    let network = realistic();
-    let plan = render(&network, &root);
-    Netplan.apply(&network, &System::new(root.path()), &plan, actions)
+    apply_on(&Netplan, &realistic(), &[], actions)
 }
 
 #[test]
 fn realistic_payload_renders_whole_files() {
-    let root = root_with(&[]);
-    let plan = render(&realistic(), &root);
+    let plan = plan(&realistic());
     let config = r#"# Automatically generated, do not edit
 network:
   version: 2
@@ -61,33 +58,21 @@ network:
         - to: "10.176.0.0/12"
           via: "10.208.224.1"
 "#;
-    let hosts = "198.51.100.10\tweb-1\n2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n";
-    let file = |path: &str, content: &str, mode: u32| FileChange {
-        path: path.to_owned(),
-        content: content.as_bytes().to_vec(),
-        mode,
-    };
-    assert_eq!(
-        plan,
-        Plan {
-            files: vec![
-                file("/etc/netplan/90-nova-agent.yaml", config, 0o600),
-                file("/etc/hostname", "web-1\n", 0o644),
-                file("/etc/hosts", hosts, 0o644),
-            ],
-            remove: vec![],
-            resolv_conf: false,
-        }
+    assert_whole_plan(
+        &plan,
+        &[
+            ("/etc/netplan/90-nova-agent.yaml", config, 0o600),
+            ("/etc/hostname", "web-1\n", 0o644),
+            ("/etc/hosts", REALISTIC_HOSTS, 0o644),
+        ],
+        &[],
+        false,
     );
 }
 
 #[test]
 fn ipv4_only_interface() {
-    let root = root_with(&[]);
-    let plan = render(
-        &network_from(&vector("interfaces-debian-ipv4")["input"]),
-        &root,
-    );
+    let plan = plan(&vector_network("interfaces-debian-ipv4"));
     assert_eq!(
         yaml(&plan),
         r#"# Automatically generated, do not edit
@@ -118,11 +103,7 @@ network:
 
 #[test]
 fn ipv6_only_interface() {
-    let root = root_with(&[]);
-    let plan = render(
-        &network_from(&vector("interfaces-debian-ipv6")["input"]),
-        &root,
-    );
+    let plan = plan(&vector_network("interfaces-debian-ipv6"));
     assert_eq!(
         yaml(&plan),
         r#"# Automatically generated, do not edit
@@ -154,9 +135,8 @@ fn gateways_outside_every_subnet_are_on_link() {
         "gateway4": "203.0.113.1", "gateway6": "2001:db8:2::1",
         "routes": [{"network": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "192.0.2.1"}]
     }));
-    let root = root_with(&[]);
     assert_eq!(
-        yaml(&render(&network, &root)),
+        yaml(&plan(&network)),
         r#"# Automatically generated, do not edit
 network:
   version: 2
@@ -193,8 +173,7 @@ fn only_the_default_route_via_the_gateway_is_left_out_and_dns_is_unique() {
             {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "192.0.2.254"}
         ]
     }));
-    let root = root_with(&[]);
-    let config = render(&network, &root);
+    let config = plan(&network);
     let routes_and_dns = yaml(&config).split_once("      routes:\n").unwrap().1;
     assert_eq!(
         routes_and_dns,
@@ -211,16 +190,15 @@ fn only_the_default_route_via_the_gateway_is_left_out_and_dns_is_unique() {
 
 #[test]
 fn interface_without_addresses_and_no_interfaces() {
-    let root = root_with(&[]);
     let bare = one_interface(serde_json::json!({"ip4s": [], "ip6s": []}));
     assert_eq!(
-        yaml(&render(&bare, &root)),
+        yaml(&plan(&bare)),
         "# Automatically generated, do not edit\nnetwork:\n  version: 2\n  ethernets:\n    eth0:\n      \
          match:\n        macaddress: \"00:11:22:33:44:55\"\n      set-name: eth0\n"
     );
     let none = network_from(&serde_json::json!({}));
     assert_eq!(
-        yaml(&render(&none, &root)),
+        yaml(&plan(&none)),
         "# Automatically generated, do not edit\nnetwork:\n  version: 2\n"
     );
 }
@@ -237,82 +215,39 @@ fn unusual_interface_names_are_quoted() {
 
 #[test]
 fn rendering_is_deterministic() {
-    let root = root_with(&[("/etc/hosts", "127.0.0.1\tlocalhost\n")]);
-    let first = render(&realistic(), &root);
-    assert_eq!(first, render(&realistic(), &root));
-    let written: Vec<(&str, &str)> = first
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), std::str::from_utf8(&f.content).unwrap()))
-        .collect();
-    let root = root_with(&written);
-    assert_eq!(render(&realistic(), &root), first);
+    assert_rendering_is_deterministic(&Netplan);
 }
 
 #[test]
 fn apply_writes_sets_the_hostname_and_applies() {
-    let mut recorder = Recorder::default();
-    apply_with(&mut recorder).unwrap();
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_with);
     assert_eq!(
-        recorder.log,
-        [
-            "write /etc/netplan/90-nova-agent.yaml /etc/hostname /etc/hosts",
-            "sethostname web-1",
-            "run /usr/sbin/netplan apply",
-        ]
+        log,
+        [PLANNED, "sethostname web-1", "run /usr/sbin/netplan apply"]
     );
 }
 
 #[test]
 fn failing_netplan_apply_reports_its_code() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/usr/sbin/netplan".to_owned(), 78);
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't apply netplan configuration: 78".to_owned())
+    apply_failing(
+        "/usr/sbin/netplan",
+        78,
+        "Couldn't apply netplan configuration: 78",
+        apply_with,
     );
 }
 
 #[test]
 fn missing_netplan_is_reported() {
-    let mut recorder = Recorder::default();
-    recorder.missing.push("/usr/sbin/netplan".to_owned());
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("cannot run /usr/sbin/netplan: No such file or directory".to_owned())
-    );
+    apply_without("/usr/sbin/netplan", apply_with);
 }
 
 #[test]
 fn failing_sethostname_stops_before_applying() {
-    let mut recorder = Recorder {
-        hostname_error: Some("Operation not permitted".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't set hostname: Operation not permitted".to_owned())
-    );
-    assert_eq!(
-        recorder.log,
-        [
-            "write /etc/netplan/90-nova-agent.yaml /etc/hostname /etc/hosts",
-            "sethostname web-1"
-        ]
-    );
+    assert_refused_hostname_stops(apply_with, &[PLANNED, "sethostname web-1"]);
 }
 
 #[test]
 fn failing_write_stops_the_sequence() {
-    let mut recorder = Recorder {
-        write_error: Some("disk full".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(apply_with(&mut recorder), Err("disk full".to_owned()));
-    assert_eq!(
-        recorder.log,
-        ["write /etc/netplan/90-nova-agent.yaml /etc/hostname /etc/hosts"]
-    );
+    assert_failed_write_stops(apply_with, "disk full", &[PLANNED]);
 }

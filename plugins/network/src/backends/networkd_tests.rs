@@ -1,33 +1,33 @@
 use super::*;
-use crate::backend::FileChange;
-use crate::testutil::{network_from, realistic, root_with, vector, Recorder};
+use crate::testutil::{
+    apply_expecting, apply_failing, apply_on, apply_without, assert_failed_write_stops,
+    assert_refused_hostname_stops, assert_rendering_is_deterministic, assert_whole_plan,
+    one_interface, realistic, root_with, text, vector_network, Recorder, REALISTIC_HOSTS,
+};
 
 const ETH0: &str = "/etc/systemd/network/50-nova-agent-eth0.network";
 const ETH1: &str = "/etc/systemd/network/50-nova-agent-eth1.network";
 
 fn render(network: &Network, root: &tempfile::TempDir) -> Plan {
-    Networkd.render(network, &System::new(root.path())).unwrap()
+    crate::testutil::render_in(&Networkd, root, network).unwrap()
 }
 
-fn text<'a>(plan: &'a Plan, path: &str) -> &'a str {
-    std::str::from_utf8(plan.content(path).unwrap_or_else(|| panic!("no {path}"))).unwrap()
-}
-
-fn one_interface(interface: serde_json::Value) -> Network {
-    network_from(&serde_json::json!({ "interfaces": { "eth0": interface } }))
+fn plan(network: &Network) -> Plan {
+    render(network, &root_with(&[]))
 }
 
 fn apply_with(actions: &mut dyn Actions) -> Result<(), String> {
-    let root = root_with(&[]);
-    let network = realistic();
-    let plan = render(&network, &root);
-    Networkd.apply(&network, &System::new(root.path()), &plan, actions)
+    apply_on(&Networkd, &realistic(), &[], actions)
+}
+
+/// The log line of writing the realistic payload's files.
+fn planned() -> String {
+    format!("write {ETH0} {ETH1} /etc/hostname /etc/hosts")
 }
 
 #[test]
 fn realistic_payload_renders_whole_files() {
-    let root = root_with(&[]);
-    let plan = render(&realistic(), &root);
+    let plan = plan(&realistic());
     let eth0 = "\
 # Automatically generated, do not edit
 # Label public
@@ -65,34 +65,22 @@ Gateway=10.208.224.1
 Destination=10.176.0.0/12
 Gateway=10.208.224.1
 ";
-    let hosts = "198.51.100.10\tweb-1\n2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n";
-    let file = |path: &str, content: &str| FileChange {
-        path: path.to_owned(),
-        content: content.as_bytes().to_vec(),
-        mode: 0o644,
-    };
-    assert_eq!(
-        plan,
-        Plan {
-            files: vec![
-                file(ETH0, eth0),
-                file(ETH1, eth1),
-                file("/etc/hostname", "web-1\n"),
-                file("/etc/hosts", hosts),
-            ],
-            remove: vec![],
-            resolv_conf: false,
-        }
+    assert_whole_plan(
+        &plan,
+        &[
+            (ETH0, eth0, 0o644),
+            (ETH1, eth1, 0o644),
+            ("/etc/hostname", "web-1\n", 0o644),
+            ("/etc/hosts", REALISTIC_HOSTS, 0o644),
+        ],
+        &[],
+        false,
     );
 }
 
 #[test]
 fn ipv4_only_interface() {
-    let root = root_with(&[]);
-    let plan = render(
-        &network_from(&vector("interfaces-debian-ipv4")["input"]),
-        &root,
-    );
+    let plan = plan(&vector_network("interfaces-debian-ipv4"));
     assert_eq!(
         text(&plan, ETH0),
         "\
@@ -115,11 +103,7 @@ DNS=192.0.2.2
 
 #[test]
 fn ipv6_only_interface() {
-    let root = root_with(&[]);
-    let plan = render(
-        &network_from(&vector("interfaces-debian-ipv6")["input"]),
-        &root,
-    );
+    let plan = plan(&vector_network("interfaces-debian-ipv6"));
     assert_eq!(
         text(&plan, ETH0),
         "\
@@ -148,9 +132,8 @@ fn gateways_outside_every_subnet_are_on_link() {
         "gateway4": "203.0.113.1", "gateway6": "2001:db8:2::1",
         "routes": [{"network": "10.0.0.0", "netmask": "255.0.0.0", "gateway": "192.0.2.1"}]
     }));
-    let root = root_with(&[]);
     assert_eq!(
-        text(&render(&network, &root), ETH0),
+        text(&plan(&network), ETH0),
         "\
 # Automatically generated, do not edit
 
@@ -203,9 +186,8 @@ fn only_the_default_route_via_the_gateway_is_left_out() {
             {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "192.0.2.254"}
         ]
     }));
-    let root = root_with(&[]);
     assert_eq!(
-        text(&render(&network, &root), ETH0),
+        text(&plan(&network), ETH0),
         "\
 # Automatically generated, do not edit
 
@@ -233,9 +215,8 @@ Gateway=192.0.2.254
 #[test]
 fn interface_without_addresses_is_matched_only() {
     let network = one_interface(serde_json::json!({"ip4s": [], "ip6s": []}));
-    let root = root_with(&[]);
     assert_eq!(
-        text(&render(&network, &root), ETH0),
+        text(&plan(&network), ETH0),
         "# Automatically generated, do not edit\n\n[Match]\nMACAddress=00:11:22:33:44:55\nName=eth0\n\n[Network]\n"
     );
 }
@@ -265,17 +246,7 @@ fn stale_files_of_removed_interfaces_are_moved_aside() {
 
 #[test]
 fn rendering_is_deterministic() {
-    let root = root_with(&[("/etc/hosts", "127.0.0.1\tlocalhost\n")]);
-    let first = render(&realistic(), &root);
-    assert_eq!(first, render(&realistic(), &root));
-    // Once written, the files render to the same bytes again.
-    let written: Vec<(&str, &str)> = first
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), text(&first, &f.path)))
-        .collect();
-    let root = root_with(&written);
-    assert_eq!(render(&realistic(), &root), first);
+    assert_rendering_is_deterministic(&Networkd);
 }
 
 #[test]
@@ -291,12 +262,11 @@ fn existing_hosts_lines_are_kept() {
 
 #[test]
 fn apply_reloads_then_reconfigures_each_interface() {
-    let mut recorder = Recorder::default();
-    apply_with(&mut recorder).unwrap();
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_with);
     assert_eq!(
-        recorder.log,
+        log,
         vec![
-            format!("write {ETH0} {ETH1} /etc/hostname /etc/hosts"),
+            planned(),
             "sethostname web-1".to_owned(),
             "run /usr/bin/networkctl reload".to_owned(),
             "run /usr/bin/networkctl reconfigure eth0".to_owned(),
@@ -307,93 +277,50 @@ fn apply_reloads_then_reconfigures_each_interface() {
 
 #[test]
 fn failing_reload_stops_before_reconfiguring() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/usr/bin/networkctl reload".to_owned(), 1);
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't restart network: 1".to_owned())
+    let log = apply_failing(
+        "/usr/bin/networkctl reload",
+        1,
+        "Couldn't restart network: 1",
+        apply_with,
     );
-    assert_eq!(
-        recorder.log.last().unwrap(),
-        "run /usr/bin/networkctl reload"
-    );
+    assert_eq!(log.last().unwrap(), "run /usr/bin/networkctl reload");
 }
 
 #[test]
 fn one_failing_reconfigure_reports_its_code_after_trying_all() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/usr/bin/networkctl reconfigure eth0".to_owned(), 3);
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't restart network: 3".to_owned())
+    let log = apply_failing(
+        "/usr/bin/networkctl reconfigure eth0",
+        3,
+        "Couldn't restart network: 3",
+        apply_with,
     );
     assert_eq!(
-        recorder.log.last().unwrap(),
+        log.last().unwrap(),
         "run /usr/bin/networkctl reconfigure eth1"
     );
 }
 
 #[test]
 fn several_failing_reconfigures_name_the_interfaces() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/usr/bin/networkctl reconfigure eth0".to_owned(), 1);
-    recorder
-        .exit_codes
-        .insert("/usr/bin/networkctl reconfigure eth1".to_owned(), 1);
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Failed to start eth0, eth1".to_owned())
-    );
+    let recorder = Recorder::exiting(&[
+        ("/usr/bin/networkctl reconfigure eth0", 1),
+        ("/usr/bin/networkctl reconfigure eth1", 1),
+    ]);
+    apply_expecting(recorder, Err("Failed to start eth0, eth1"), apply_with);
 }
 
 #[test]
 fn missing_networkctl_is_reported() {
-    let mut recorder = Recorder::default();
-    recorder.missing.push("/usr/bin/networkctl".to_owned());
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("cannot run /usr/bin/networkctl: No such file or directory".to_owned())
-    );
-    assert_eq!(
-        recorder.log.last().unwrap(),
-        "run /usr/bin/networkctl reload"
-    );
+    let log = apply_without("/usr/bin/networkctl", apply_with);
+    assert_eq!(log.last().unwrap(), "run /usr/bin/networkctl reload");
 }
 
 #[test]
 fn failing_sethostname_stops_before_restarting() {
-    let mut recorder = Recorder {
-        hostname_error: Some("Operation not permitted".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't set hostname: Operation not permitted".to_owned())
-    );
-    assert_eq!(
-        recorder.log,
-        [
-            format!("write {ETH0} {ETH1} /etc/hostname /etc/hosts"),
-            "sethostname web-1".to_owned()
-        ]
-    );
+    assert_refused_hostname_stops(apply_with, &[&planned(), "sethostname web-1"]);
 }
 
 #[test]
 fn failing_write_stops_the_sequence() {
-    let mut recorder = Recorder {
-        write_error: Some("disk full".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(apply_with(&mut recorder), Err("disk full".to_owned()));
-    assert_eq!(
-        recorder.log,
-        [format!("write {ETH0} {ETH1} /etc/hostname /etc/hosts")]
-    );
+    assert_failed_write_stops(apply_with, "disk full", &[&planned()]);
 }

@@ -1,35 +1,33 @@
 use super::*;
-use crate::backend::FileChange;
-use crate::testutil::{network_from, realistic, root_with, vector, Recorder};
+use crate::testutil::{
+    apply_expecting, apply_failing, apply_on, apply_without, assert_failed_write_stops,
+    assert_refused_hostname_stops, assert_rendering_is_deterministic, assert_whole_plan,
+    one_interface, realistic, root_with, text, vector_network, Recorder, REALISTIC_HOSTS,
+};
 
 const ETH0: &str = "/etc/NetworkManager/system-connections/nova-agent-eth0.nmconnection";
 const ETH1: &str = "/etc/NetworkManager/system-connections/nova-agent-eth1.nmconnection";
 
 fn render(network: &Network, root: &tempfile::TempDir) -> Plan {
-    NetworkManager
-        .render(network, &System::new(root.path()))
-        .unwrap()
+    crate::testutil::render_in(&NetworkManager, root, network).unwrap()
 }
 
-fn text<'a>(plan: &'a Plan, path: &str) -> &'a str {
-    std::str::from_utf8(plan.content(path).unwrap_or_else(|| panic!("no {path}"))).unwrap()
-}
-
-fn one_interface(interface: serde_json::Value) -> Network {
-    network_from(&serde_json::json!({ "interfaces": { "eth0": interface } }))
+fn plan(network: &Network) -> Plan {
+    render(network, &root_with(&[]))
 }
 
 fn apply_with(actions: &mut dyn Actions) -> Result<(), String> {
-    let root = root_with(&[]);
-    let network = realistic();
-    let plan = render(&network, &root);
-    NetworkManager.apply(&network, &System::new(root.path()), &plan, actions)
+    apply_on(&NetworkManager, &realistic(), &[], actions)
+}
+
+/// The log line of writing the realistic payload's files.
+fn planned() -> String {
+    format!("write {ETH0} {ETH1} /etc/hostname /etc/hosts")
 }
 
 #[test]
 fn realistic_payload_renders_whole_files() {
-    let root = root_with(&[]);
-    let plan = render(&realistic(), &root);
+    let plan = plan(&realistic());
     let eth0 = "\
 # Automatically generated, do not edit
 # Label public
@@ -80,34 +78,22 @@ route2=10.176.0.0/12,10.208.224.1
 [ipv6]
 method=ignore
 ";
-    let hosts = "198.51.100.10\tweb-1\n2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n";
-    let file = |path: &str, content: &str, mode: u32| FileChange {
-        path: path.to_owned(),
-        content: content.as_bytes().to_vec(),
-        mode,
-    };
-    assert_eq!(
-        plan,
-        Plan {
-            files: vec![
-                file(ETH0, eth0, 0o600),
-                file(ETH1, eth1, 0o600),
-                file("/etc/hostname", "web-1\n", 0o644),
-                file("/etc/hosts", hosts, 0o644),
-            ],
-            remove: vec![],
-            resolv_conf: false,
-        }
+    assert_whole_plan(
+        &plan,
+        &[
+            (ETH0, eth0, 0o600),
+            (ETH1, eth1, 0o600),
+            ("/etc/hostname", "web-1\n", 0o644),
+            ("/etc/hosts", REALISTIC_HOSTS, 0o644),
+        ],
+        &[],
+        false,
     );
 }
 
 #[test]
 fn ipv4_only_interface() {
-    let root = root_with(&[]);
-    let plan = render(
-        &network_from(&vector("interfaces-debian-ipv4")["input"]),
-        &root,
-    );
+    let plan = plan(&vector_network("interfaces-debian-ipv4"));
     assert_eq!(
         text(&plan, ETH0),
         "\
@@ -140,11 +126,7 @@ method=ignore
 
 #[test]
 fn ipv6_only_interface() {
-    let root = root_with(&[]);
-    let plan = render(
-        &network_from(&vector("interfaces-debian-ipv6")["input"]),
-        &root,
-    );
+    let plan = plan(&vector_network("interfaces-debian-ipv6"));
     assert_eq!(
         text(&plan, ETH0),
         "\
@@ -186,8 +168,7 @@ fn nameservers_go_to_their_family_once_and_the_default_via_route_is_left_out() {
             {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "192.0.2.254"}
         ]
     }));
-    let root = root_with(&[]);
-    let plan = render(&network, &root);
+    let plan = plan(&network);
     let families = text(&plan, ETH0).split_once("[ipv4]\n").unwrap().1;
     assert_eq!(
         families,
@@ -212,8 +193,7 @@ fn interface_without_addresses_has_both_families_off() {
     let network = one_interface(serde_json::json!({
         "ip4s": [], "ip6s": [], "gateway4": "192.0.2.1", "dns": ["192.0.2.2"]
     }));
-    let root = root_with(&[]);
-    let plan = render(&network, &root);
+    let plan = plan(&network);
     let families = text(&plan, ETH0).split_once("[ipv4]\n").unwrap().1;
     assert_eq!(families, "method=disabled\n\n[ipv6]\nmethod=ignore\n");
 }
@@ -256,9 +236,8 @@ fn a_mac_that_is_not_six_octets_is_refused() {
         );
     }
     let network = one_interface(serde_json::json!({"mac": "bc:76:4e:20:6c", "ip4s": []}));
-    let root = root_with(&[]);
     assert_eq!(
-        NetworkManager.render(&network, &System::new(root.path())),
+        crate::testutil::render(&NetworkManager, &[], &network),
         Err("Invalid MAC address \"bc:76:4e:20:6c\"".to_owned())
     );
 }
@@ -290,26 +269,16 @@ fn stale_connections_of_removed_interfaces_are_moved_aside() {
 
 #[test]
 fn rendering_is_deterministic() {
-    let root = root_with(&[("/etc/hosts", "127.0.0.1\tlocalhost\n")]);
-    let first = render(&realistic(), &root);
-    assert_eq!(first, render(&realistic(), &root));
-    let written: Vec<(&str, &str)> = first
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), text(&first, &f.path)))
-        .collect();
-    let root = root_with(&written);
-    assert_eq!(render(&realistic(), &root), first);
+    assert_rendering_is_deterministic(&NetworkManager);
 }
 
 #[test]
 fn apply_reloads_then_brings_up_each_connection() {
-    let mut recorder = Recorder::default();
-    apply_with(&mut recorder).unwrap();
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_with);
     assert_eq!(
-        recorder.log,
+        log,
         vec![
-            format!("write {ETH0} {ETH1} /etc/hostname /etc/hosts"),
+            planned(),
             "sethostname web-1".to_owned(),
             "run /usr/bin/nmcli connection reload".to_owned(),
             "run /usr/bin/nmcli connection up id nova-agent-eth0".to_owned(),
@@ -320,35 +289,20 @@ fn apply_reloads_then_brings_up_each_connection() {
 
 #[test]
 fn failing_reload_stops_before_bringing_up() {
-    let mut recorder = Recorder::default();
-    recorder
-        .exit_codes
-        .insert("/usr/bin/nmcli connection reload".to_owned(), 8);
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't restart network: 8".to_owned())
+    let log = apply_failing(
+        "/usr/bin/nmcli connection reload",
+        8,
+        "Couldn't restart network: 8",
+        apply_with,
     );
-    assert_eq!(
-        recorder.log.last().unwrap(),
-        "run /usr/bin/nmcli connection reload"
-    );
+    assert_eq!(log.last().unwrap(), "run /usr/bin/nmcli connection reload");
 }
 
 #[test]
 fn one_failing_connection_reports_its_code_after_trying_all() {
-    let mut recorder = Recorder::default();
-    recorder.exit_codes.insert(
-        "/usr/bin/nmcli connection up id nova-agent-eth1".to_owned(),
-        4,
-    );
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't restart network: 4".to_owned())
-    );
-    assert_eq!(
-        recorder.log.last().unwrap(),
-        "run /usr/bin/nmcli connection up id nova-agent-eth1"
-    );
+    let up_eth1 = "/usr/bin/nmcli connection up id nova-agent-eth1";
+    let log = apply_failing(up_eth1, 4, "Couldn't restart network: 4", apply_with);
+    assert_eq!(log.last().unwrap(), &format!("run {up_eth1}"));
 }
 
 #[test]
@@ -358,54 +312,21 @@ fn several_failing_connections_name_the_interfaces() {
         let line = format!("/usr/bin/nmcli connection up id nova-agent-{name}");
         recorder.exit_codes.insert(line, 4);
     }
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Failed to start eth0, eth1".to_owned())
-    );
+    apply_expecting(recorder, Err("Failed to start eth0, eth1"), apply_with);
 }
 
 #[test]
 fn missing_nmcli_is_reported() {
-    let mut recorder = Recorder::default();
-    recorder.missing.push("/usr/bin/nmcli".to_owned());
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("cannot run /usr/bin/nmcli: No such file or directory".to_owned())
-    );
-    assert_eq!(
-        recorder.log.last().unwrap(),
-        "run /usr/bin/nmcli connection reload"
-    );
+    let log = apply_without("/usr/bin/nmcli", apply_with);
+    assert_eq!(log.last().unwrap(), "run /usr/bin/nmcli connection reload");
 }
 
 #[test]
 fn failing_sethostname_stops_before_reloading() {
-    let mut recorder = Recorder {
-        hostname_error: Some("Operation not permitted".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't set hostname: Operation not permitted".to_owned())
-    );
-    assert_eq!(
-        recorder.log,
-        [
-            format!("write {ETH0} {ETH1} /etc/hostname /etc/hosts"),
-            "sethostname web-1".to_owned()
-        ]
-    );
+    assert_refused_hostname_stops(apply_with, &[&planned(), "sethostname web-1"]);
 }
 
 #[test]
 fn failing_write_stops_the_sequence() {
-    let mut recorder = Recorder {
-        write_error: Some("disk full".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(apply_with(&mut recorder), Err("disk full".to_owned()));
-    assert_eq!(
-        recorder.log,
-        [format!("write {ETH0} {ETH1} /etc/hostname /etc/hosts")]
-    );
+    assert_failed_write_stops(apply_with, "disk full", &[&planned()]);
 }

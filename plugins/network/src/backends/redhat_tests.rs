@@ -1,21 +1,15 @@
 use serde_json::json;
 
 use super::*;
-use crate::backend::FileChange;
-use crate::testutil::{network_from, realistic, root_with, rstrip_lines, vector, Recorder};
+use crate::testutil::{
+    apply_expecting, apply_failing, apply_on, apply_without, assert_failed_write_stops,
+    assert_refused_hostname_stops, assert_whole_plan, check_etc_hosts_vectors,
+    check_interfaces_vector, network_from, realistic, root_with, text, vector, Recorder,
+    REALISTIC_HOSTS,
+};
 
 fn render_in(root: &tempfile::TempDir, network: &Network) -> Plan {
-    RedhatIfcfg
-        .render(network, &System::new(root.path()))
-        .unwrap()
-}
-
-fn text<'a>(plan: &'a Plan, path: &str) -> &'a str {
-    std::str::from_utf8(
-        plan.content(path)
-            .unwrap_or_else(|| panic!("{path} not planned")),
-    )
-    .unwrap()
+    crate::testutil::render_in(&RedhatIfcfg, root, network).unwrap()
 }
 
 const PLANNED: &str = "write /etc/sysconfig/network-scripts/ifcfg-eth0 \
@@ -23,11 +17,7 @@ const PLANNED: &str = "write /etc/sysconfig/network-scripts/ifcfg-eth0 \
 /etc/sysconfig/network-scripts/route-eth1 /etc/sysconfig/network /etc/hosts";
 
 fn apply_with(actions: &mut dyn Actions) -> Result<(), String> {
-    let root = root_with(&[]);
-    let network = realistic();
-    let system = System::new(root.path());
-    let plan = RedhatIfcfg.render(&network, &system).unwrap();
-    RedhatIfcfg.apply(&network, &system, &plan, actions)
+    apply_on(&RedhatIfcfg, &realistic(), &[], actions)
 }
 
 #[test]
@@ -38,12 +28,12 @@ fn name_is_redhat_ifcfg() {
 #[test]
 fn seed_vectors_interfaces() {
     for id in ["interfaces-redhat-ipv4", "interfaces-redhat-ipv6"] {
-        let v = vector(id);
-        assert_eq!(v["match"], "rstrip_lines");
-        let plan = render_in(&root_with(&[]), &network_from(&v["input"]));
-        let file = text(&plan, "/etc/sysconfig/network-scripts/ifcfg-eth0");
-        assert_eq!(rstrip_lines(file), v["expected"]["ifcfg-eth0"], "{id}");
-        assert_eq!(file, v["full_output"]["ifcfg-eth0"], "{id}");
+        let plan = check_interfaces_vector(
+            &RedhatIfcfg,
+            id,
+            "/etc/sysconfig/network-scripts/ifcfg-eth0",
+            "ifcfg-eth0",
+        );
         assert!(plan
             .content("/etc/sysconfig/network-scripts/route-eth0")
             .is_none());
@@ -75,23 +65,7 @@ fn seed_vectors_hostname() {
 
 #[test]
 fn seed_vectors_etc_hosts() {
-    for id in [
-        "etchosts-empty",
-        "etchosts-add",
-        "etchosts-update-one-hostname",
-        "etchosts-update-two-hostnames",
-        "etchosts-update-two-entries",
-        "etchosts-update-comment",
-    ] {
-        let v = vector(id);
-        let root = root_with(&[("/etc/hosts", v["input"]["etc_hosts"].as_str().unwrap())]);
-        let plan = render_in(&root, &network_from(&v["input"]));
-        assert_eq!(
-            text(&plan, "/etc/hosts"),
-            v["expected"]["/etc/hosts"],
-            "{id}"
-        );
-    }
+    check_etc_hosts_vectors(&RedhatIfcfg);
 }
 
 #[test]
@@ -168,31 +142,23 @@ NETMASK1=255.240.0.0
 GATEWAY1=10.208.224.1
 ";
     let network = "NETWORKING=yes\nHOSTNAME=web-1\nNETWORKING_IPV6=yes\n";
-    let hosts = "198.51.100.10\tweb-1\n2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n";
-    let file = |path: &str, content: &str| FileChange {
-        path: path.to_owned(),
-        content: content.as_bytes().to_vec(),
-        mode: 0o644,
-    };
-    assert_eq!(
-        plan,
-        Plan {
-            files: vec![
-                file(&format!("{scripts}/ifcfg-eth0"), eth0),
-                file(&format!("{scripts}/ifcfg-eth0:1"), eth0_1),
-                file(&format!("{scripts}/ifcfg-eth1"), eth1),
-                file(&format!("{scripts}/route-eth1"), route_eth1),
-                file(NETWORK_FILE, network),
-                file("/etc/hosts", hosts),
-            ],
-            remove: vec![
-                format!("{scripts}/ifcfg-eth0:2"),
-                format!("{scripts}/ifcfg-eth2"),
-                format!("{scripts}/route-eth0:1"),
-                format!("{scripts}/route-eth2"),
-            ],
-            resolv_conf: false,
-        }
+    assert_whole_plan(
+        &plan,
+        &[
+            (&format!("{scripts}/ifcfg-eth0"), eth0, 0o644),
+            (&format!("{scripts}/ifcfg-eth0:1"), eth0_1, 0o644),
+            (&format!("{scripts}/ifcfg-eth1"), eth1, 0o644),
+            (&format!("{scripts}/route-eth1"), route_eth1, 0o644),
+            (NETWORK_FILE, network, 0o644),
+            ("/etc/hosts", REALISTIC_HOSTS, 0o644),
+        ],
+        &[
+            &format!("{scripts}/ifcfg-eth0:2"),
+            &format!("{scripts}/ifcfg-eth2"),
+            &format!("{scripts}/route-eth0:1"),
+            &format!("{scripts}/route-eth2"),
+        ],
+        false,
     );
 }
 
@@ -250,10 +216,9 @@ fn sysconfig_network_without_a_file() {
 
 #[test]
 fn apply_sequence_normal_run() {
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_with(&mut recorder), Ok(()));
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_with);
     assert_eq!(
-        recorder.log,
+        log,
         [
             PLANNED,
             "sethostname web-1",
@@ -264,46 +229,25 @@ fn apply_sequence_normal_run() {
 
 #[test]
 fn apply_failing_restart() {
-    let mut recorder = Recorder::default();
-    recorder.exit_codes.insert("/etc/init.d/network".into(), 1);
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't restart network: 1".to_owned())
+    apply_failing(
+        "/etc/init.d/network",
+        1,
+        "Couldn't restart network: 1",
+        apply_with,
     );
 }
 
 #[test]
 fn apply_missing_init_script() {
-    let mut recorder = Recorder::default();
-    recorder.missing.push("/etc/init.d/network".into());
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("cannot run /etc/init.d/network: No such file or directory".to_owned())
-    );
+    apply_without("/etc/init.d/network", apply_with);
 }
 
 #[test]
 fn apply_failed_write_stops_first() {
-    let mut recorder = Recorder {
-        write_error: Some("Read-only file system".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Read-only file system".to_owned())
-    );
-    assert_eq!(recorder.log, [PLANNED]);
+    assert_failed_write_stops(apply_with, "Read-only file system", &[PLANNED]);
 }
 
 #[test]
 fn apply_failed_sethostname() {
-    let mut recorder = Recorder {
-        hostname_error: Some("Operation not permitted".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_with(&mut recorder),
-        Err("Couldn't set hostname: Operation not permitted".to_owned())
-    );
-    assert_eq!(recorder.log, [PLANNED, "sethostname web-1"]);
+    assert_refused_hostname_stops(apply_with, &[PLANNED, "sethostname web-1"]);
 }

@@ -1,32 +1,28 @@
 use serde_json::json;
 
 use super::*;
-use crate::backend::FileChange;
-use crate::testutil::{network_from, realistic, root_with, rstrip_lines, vector, Recorder};
+use crate::testutil::{
+    apply_expecting, apply_failing, apply_on, apply_without, assert_failed_write_stops,
+    assert_refused_hostname_stops, assert_whole_plan, check_etc_hosts_vectors,
+    check_hostname_vector, check_interfaces_vector, network_from, realistic, root_with, text,
+    Recorder, REALISTIC_HOSTS,
+};
 
 fn render_in(root: &tempfile::TempDir, network: &Network) -> Plan {
-    SuseIfcfg
-        .render(network, &System::new(root.path()))
-        .unwrap()
-}
-
-fn text<'a>(plan: &'a Plan, path: &str) -> &'a str {
-    std::str::from_utf8(
-        plan.content(path)
-            .unwrap_or_else(|| panic!("{path} not planned")),
-    )
-    .unwrap()
+    crate::testutil::render_in(&SuseIfcfg, root, network).unwrap()
 }
 
 const PLANNED: &str = "write /etc/sysconfig/network/ifcfg-eth0 \
 /etc/sysconfig/network/ifroute-eth0 /etc/sysconfig/network/ifcfg-eth1 \
 /etc/sysconfig/network/ifroute-eth1 /etc/sysconfig/network/config /etc/HOSTNAME /etc/hosts";
 
-fn apply_in(root: &tempfile::TempDir, actions: &mut dyn Actions) -> Result<(), String> {
-    let network = realistic();
-    let system = System::new(root.path());
-    let plan = SuseIfcfg.render(&network, &system).unwrap();
-    SuseIfcfg.apply(&network, &system, &plan, actions)
+const INIT_SCRIPT: [(&str, &str); 1] = [("/etc/init.d/network", "#!/bin/sh\n")];
+
+/// Applies the realistic payload on a root holding `files`.
+fn apply_in<'a>(
+    files: &'a [(&'a str, &'a str)],
+) -> impl FnOnce(&mut dyn Actions) -> Result<(), String> + 'a {
+    |actions| apply_on(&SuseIfcfg, &realistic(), files, actions)
 }
 
 #[test]
@@ -37,12 +33,13 @@ fn name_is_suse_ifcfg() {
 #[test]
 fn seed_vectors_interfaces() {
     for id in ["interfaces-suse-ipv4", "interfaces-suse-ipv6"] {
-        let v = vector(id);
-        assert_eq!(v["match"], "rstrip_lines");
-        let plan = render_in(&root_with(&[]), &network_from(&v["input"]));
-        let ifcfg = text(&plan, "/etc/sysconfig/network/ifcfg-eth0");
-        assert_eq!(rstrip_lines(ifcfg), v["expected"]["ifcfg-eth0"], "{id}");
-        assert_eq!(ifcfg, v["full_output"]["ifcfg-eth0"], "{id}");
+        let v = crate::testutil::vector(id);
+        let plan = check_interfaces_vector(
+            &SuseIfcfg,
+            id,
+            "/etc/sysconfig/network/ifcfg-eth0",
+            "ifcfg-eth0",
+        );
         let ifroute = text(&plan, "/etc/sysconfig/network/ifroute-eth0");
         assert_eq!(ifroute, v["full_output"]["ifroute-eth0"], "{id}");
     }
@@ -50,30 +47,12 @@ fn seed_vectors_interfaces() {
 
 #[test]
 fn seed_vector_hostname() {
-    let v = vector("hostname-suse");
-    let plan = render_in(&root_with(&[]), &network_from(&v["input"]));
-    assert_eq!(text(&plan, "/etc/HOSTNAME"), v["expected"]["/etc/HOSTNAME"]);
+    check_hostname_vector(&SuseIfcfg, "hostname-suse", "/etc/HOSTNAME");
 }
 
 #[test]
 fn seed_vectors_etc_hosts() {
-    for id in [
-        "etchosts-empty",
-        "etchosts-add",
-        "etchosts-update-one-hostname",
-        "etchosts-update-two-hostnames",
-        "etchosts-update-two-entries",
-        "etchosts-update-comment",
-    ] {
-        let v = vector(id);
-        let root = root_with(&[("/etc/hosts", v["input"]["etc_hosts"].as_str().unwrap())]);
-        let plan = render_in(&root, &network_from(&v["input"]));
-        assert_eq!(
-            text(&plan, "/etc/hosts"),
-            v["expected"]["/etc/hosts"],
-            "{id}"
-        );
-    }
+    check_etc_hosts_vectors(&SuseIfcfg);
 }
 
 #[test]
@@ -128,31 +107,23 @@ USERCONTROL='no'
 10.176.0.0 10.208.224.1 255.240.0.0 eth1\n";
     let config = "## comment\nNETCONFIG_DNS_POLICY=\"auto\"\n\
 NETCONFIG_DNS_STATIC_SERVERS=\"69.20.0.164 69.20.0.196\"\nNETCONFIG_X=1\n";
-    let hosts = "198.51.100.10\tweb-1\n2001:db8:0:1::10\tweb-1\n10.208.227.239\tweb-1\n";
-    let file = |path: &str, content: &str| FileChange {
-        path: path.to_owned(),
-        content: content.as_bytes().to_vec(),
-        mode: 0o644,
-    };
-    assert_eq!(
-        plan,
-        Plan {
-            files: vec![
-                file(&format!("{dir}/ifcfg-eth0"), ifcfg_eth0),
-                file(&format!("{dir}/ifroute-eth0"), ifroute_eth0),
-                file(&format!("{dir}/ifcfg-eth1"), ifcfg_eth1),
-                file(&format!("{dir}/ifroute-eth1"), ifroute_eth1),
-                file(DNS_CONFIG_FILE, config),
-                file("/etc/HOSTNAME", "web-1\n"),
-                file("/etc/hosts", hosts),
-            ],
-            remove: vec![
-                format!("{dir}/ifcfg-eth2"),
-                format!("{dir}/ifroute-eth2"),
-                format!("{dir}/routes"),
-            ],
-            resolv_conf: false,
-        }
+    assert_whole_plan(
+        &plan,
+        &[
+            (&format!("{dir}/ifcfg-eth0"), ifcfg_eth0, 0o644),
+            (&format!("{dir}/ifroute-eth0"), ifroute_eth0, 0o644),
+            (&format!("{dir}/ifcfg-eth1"), ifcfg_eth1, 0o644),
+            (&format!("{dir}/ifroute-eth1"), ifroute_eth1, 0o644),
+            (DNS_CONFIG_FILE, config, 0o644),
+            ("/etc/HOSTNAME", "web-1\n", 0o644),
+            ("/etc/hosts", REALISTIC_HOSTS, 0o644),
+        ],
+        &[
+            &format!("{dir}/ifcfg-eth2"),
+            &format!("{dir}/ifroute-eth2"),
+            &format!("{dir}/routes"),
+        ],
+        false,
     );
 }
 
@@ -204,11 +175,9 @@ PREFIXLEN='64'\nIPADDR_0='2001:db8::6'\nPREFIXLEN_0='64'\nLABEL_0='0'\nSTARTMODE
 
 #[test]
 fn apply_sequence_with_init_script() {
-    let root = root_with(&[("/etc/init.d/network", "#!/bin/sh\n")]);
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_in(&root, &mut recorder), Ok(()));
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_in(&INIT_SCRIPT));
     assert_eq!(
-        recorder.log,
+        log,
         [
             PLANNED,
             "sethostname web-1",
@@ -219,11 +188,9 @@ fn apply_sequence_with_init_script() {
 
 #[test]
 fn apply_sequence_with_systemd() {
-    let root = root_with(&[]);
-    let mut recorder = Recorder::default();
-    assert_eq!(apply_in(&root, &mut recorder), Ok(()));
+    let log = apply_expecting(Recorder::default(), Ok(()), apply_in(&[]));
     assert_eq!(
-        recorder.log,
+        log,
         [
             PLANNED,
             "sethostname web-1",
@@ -234,50 +201,25 @@ fn apply_sequence_with_systemd() {
 
 #[test]
 fn apply_failing_restart() {
-    let root = root_with(&[("/etc/init.d/network", "#!/bin/sh\n")]);
-    let mut recorder = Recorder::default();
-    recorder.exit_codes.insert("/etc/init.d/network".into(), 7);
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("Couldn't restart network: 7".to_owned())
+    apply_failing(
+        "/etc/init.d/network",
+        7,
+        "Couldn't restart network: 7",
+        apply_in(&INIT_SCRIPT),
     );
 }
 
 #[test]
 fn apply_missing_program() {
-    let root = root_with(&[]);
-    let mut recorder = Recorder::default();
-    recorder.missing.push("/usr/bin/systemctl".into());
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("cannot run /usr/bin/systemctl: No such file or directory".to_owned())
-    );
+    apply_without("/usr/bin/systemctl", apply_in(&[]));
 }
 
 #[test]
 fn apply_failed_write_stops_first() {
-    let root = root_with(&[]);
-    let mut recorder = Recorder {
-        write_error: Some("No space left on device".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("No space left on device".to_owned())
-    );
-    assert_eq!(recorder.log, [PLANNED]);
+    assert_failed_write_stops(apply_in(&[]), "No space left on device", &[PLANNED]);
 }
 
 #[test]
 fn apply_failed_sethostname() {
-    let root = root_with(&[]);
-    let mut recorder = Recorder {
-        hostname_error: Some("Operation not permitted".to_owned()),
-        ..Recorder::default()
-    };
-    assert_eq!(
-        apply_in(&root, &mut recorder),
-        Err("Couldn't set hostname: Operation not permitted".to_owned())
-    );
-    assert_eq!(recorder.log, [PLANNED, "sethostname web-1"]);
+    assert_refused_hostname_stops(apply_in(&[]), &[PLANNED, "sethostname web-1"]);
 }
