@@ -11,16 +11,16 @@
 //! Paths. A path must be absolute; `.` components and repeated slashes are
 //! normalised away, a `..` component is refused, and so is a path that does
 //! not name a file (`/`, `/etc/`). It is then resolved under the root
-//! (`<root>/etc/x` for `/etc/x`) component by component, **with chroot
-//! semantics**: a symbolic link met on the way, the last component included,
-//! is followed as if the root were `/`: an absolute target starts again at the
-//! root, `..` in a target stops at the root, and after 40 links the path is
-//! refused. So a link inside the root is followed, and no link, whatever it
-//! points to (`<root>/etc/x -> /etc`, `../../../..`), makes a write land
-//! outside the root: `/etc` there means `<root>/etc`. In production the root
-//! is `/` and this is exactly what the kernel does. A component on the way
-//! that is not a directory, or a last component that is not a regular file, is
-//! refused. The resolution reads the filesystem just before the write; it does
+//! (`<root>/etc/x` for `/etc/x`) component by component, and a symbolic
+//! link met on the way, the last component included, is followed **only
+//! while it stays under the root**: a relative target may not climb above the
+//! root, an absolute target must lie under the root's path (in production the
+//! root is `/`, so every absolute target does, as with the kernel); a link
+//! that leads outside is refused, and after 40 links the path is refused. So
+//! no link (`<root>/etc/x -> /somewhere/else`, `../../../..`) makes a write
+//! land outside the root, and such a request writes nothing. A component on
+//! the way that is not a directory, or a last component that is not a regular
+//! file, is refused. The resolution reads the filesystem just before the write; it does
 //! not guard against a process in the guest swapping a directory for a link
 //! in between.
 //!

@@ -1,5 +1,6 @@
 //! A path from the host: the lexical checks, then its resolution under the
-//! root with chroot semantics (see the crate documentation).
+//! root, following symbolic links only while they stay under it (see the
+//! crate documentation).
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -71,7 +72,9 @@ pub(crate) fn check(raw: &str) -> Result<GuestPath, String> {
 }
 
 /// Resolves `guest` under `root` component by component, following each
-/// symbolic link as if `root` were `/`, and checks what it leads to: no
+/// symbolic link only while it stays under `root` (an absolute target must
+/// lie under `root`, a relative one may not climb above it; otherwise the
+/// path is refused), and checks what it leads to: no
 /// component on the way but a directory (or a missing one), a last component
 /// that is a regular file or missing. Reads the filesystem, changes nothing.
 pub(crate) fn resolve(root: &Path, guest: &GuestPath) -> Result<Target, String> {
@@ -81,8 +84,13 @@ pub(crate) fn resolve(root: &Path, guest: &GuestPath) -> Result<Target, String> 
     let mut links = 0;
     while let Some(name) = pending.pop_front() {
         if name == ".." {
-            // Only from a link's target; at the root it stays at the root.
-            resolved.pop();
+            // Only from a link's target (the path itself has no `..`).
+            if resolved.pop().is_none() {
+                return Err(refuse(format!(
+                    "a symbolic link on the way leads above {}",
+                    root.display()
+                )));
+            }
             continue;
         }
         let host = host_path(root, &resolved).join(&name);
@@ -96,9 +104,25 @@ pub(crate) fn resolve(root: &Path, guest: &GuestPath) -> Result<Target, String> 
                     let at = guest_text(resolved.iter().chain([&name]));
                     format!("Could not read the symbolic link {at}: {e}")
                 })?;
-                if link.has_root() {
-                    resolved.clear();
-                }
+                let link = if link.has_root() {
+                    // An absolute target is a path on this machine: followed
+                    // only where it stays under the root.
+                    match link.strip_prefix(root) {
+                        Ok(inside) => {
+                            resolved.clear();
+                            inside.to_path_buf()
+                        }
+                        Err(_) => {
+                            let at = guest_text(resolved.iter().chain([&name]));
+                            return Err(refuse(format!(
+                                "the symbolic link {at} leads outside the root, to {}",
+                                link.display()
+                            )));
+                        }
+                    }
+                } else {
+                    link
+                };
                 for component in link.components().rev() {
                     match component {
                         Component::Normal(part) => pending.push_front(part.to_owned()),
