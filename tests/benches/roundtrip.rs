@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use nova_agent_tests::{agent_bin, Sandbox};
 
 mod common;
-use common::{cores, cpu_model, median, micros, report, rss_kb, stop, wait_for_socket};
+use common::{
+    cores, cpu_model, median, micros, report, rss_anon_kb, rss_kb, stop, wait_for_socket,
+};
 
 const WARMUP: usize = 2_000;
 
@@ -186,17 +188,35 @@ fn start_up_time() {
 }
 
 /// RSS of an agent with every built-in plugin loaded, idle after 100 requests.
+/// RSS of an idle agent after 100 requests: with issue 2's three plugins,
+/// then with every real plugin the workspace builds.
 fn idle_rss() {
-    let sandbox = Sandbox::with_builtins();
-    let mut agent = spawn_agent(&sandbox);
-    wait_for_socket(&sandbox.socket);
-    Connection::open(&sandbox.socket, br#"{"name": "version"}"#).round_trips(100);
-    std::thread::sleep(Duration::from_millis(200));
-    println!(
-        "\nidle RSS, all built-in plugins loaded, after 100 requests: {} kB",
-        rss_kb(agent.id())
-    );
-    stop(&mut agent);
+    for every_plugin in [false, true] {
+        let sandbox = Sandbox::with_builtins();
+        let mut label = "core, json and unix-socket loaded".to_owned();
+        if every_plugin {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(nova_agent_tests::artifacts()).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with("libnova_agent_plugin_") && name.ends_with(".so") {
+                    sandbox.add_plugin(&path);
+                    names.push(name);
+                }
+            }
+            label = format!("all {} plugins loaded", names.len());
+        }
+        let mut agent = spawn_agent(&sandbox);
+        wait_for_socket(&sandbox.socket);
+        Connection::open(&sandbox.socket, br#"{"name": "version"}"#).round_trips(100);
+        std::thread::sleep(Duration::from_millis(200));
+        println!(
+            "\nidle RSS, {label}, after 100 requests: {} kB ({} kB anonymous)",
+            rss_kb(agent.id()),
+            rss_anon_kb(agent.id())
+        );
+        stop(&mut agent);
+    }
 }
 
 fn qemu_ga() -> Option<(Child, std::path::PathBuf, tempfile::TempDir)> {

@@ -416,18 +416,19 @@ fn a_sha256_pin_mismatch_answers_500_and_a_match_answers_0() {
 }
 
 #[test]
-fn without_systemd_or_an_init_script_the_answer_is_404() {
+fn without_systemd_or_an_init_script_a_dry_run_answers_0_and_says_it_would_be_404() {
     let package = good_package();
     let (server, sandbox, agent) = serve_package(&package, "", false);
 
-    assert_update_refused(
-        &agent,
-        &sandbox.root,
-        &server.url(PACKAGE_PATH),
-        &md5_hex(&package),
-        "404",
-        "No init script found to restart",
+    // apply = false: the package verified, so "0"; what apply = true would
+    // answer (404, nothing installed; see the plugin's unit tests) is logged.
+    assert_eq!(
+        update(&agent, &server.url(PACKAGE_PATH), &md5_hex(&package)),
+        nova("0", "")
     );
+    agent
+        .wait_for_log("with apply = true the answer would be 404: No init script found to restart");
+    assert_old_install_untouched(&sandbox.root);
 
     // The seed's init script is used when there is one.
     std::fs::create_dir_all(sandbox.root.join("etc/init.d")).unwrap();

@@ -126,15 +126,14 @@ impl Updater {
             package.version,
             package.plugins.len()
         );
-        let method = restart::detect(&self.paths.root, &self.settings.service).ok_or(Failure {
-            code: "404",
-            message: NO_INIT_SCRIPT.to_owned(),
-        })?;
         let items = install::plan(&package, &self.paths);
-        install::check(&items)?;
-        if self.runner.apply() {
-            install::install(&items).map_err(|e| e.message())?;
-        } else {
+        let method = restart::detect(&self.paths.root, &self.settings.service);
+        if !self.runner.apply() {
+            // The package verified: that is the answer. What the install and
+            // the restart would meet is only logged.
+            if let Err(problem) = install::check(&items) {
+                tracing::warn!("agentupdate: with apply = true the install would fail: {problem}");
+            }
             for item in &items {
                 tracing::info!(
                     "agentupdate: would install {} of nova-agent-{} to {} (mode {:04o}; apply = false)",
@@ -144,7 +143,25 @@ impl Updater {
                     item.mode
                 );
             }
+            if method.is_none() {
+                tracing::warn!(
+                    "agentupdate: with apply = true the answer would be 404: {NO_INIT_SCRIPT}"
+                );
+            }
+            return match method {
+                Some(method) => method
+                    .run(&self.runner, &self.programs)
+                    .map_err(Failure::from),
+                None => Ok(()),
+            };
         }
+        // Nothing is installed unless the agent can be restarted onto it.
+        let method = method.ok_or(Failure {
+            code: "404",
+            message: NO_INIT_SCRIPT.to_owned(),
+        })?;
+        install::check(&items)?;
+        install::install(&items).map_err(|e| e.message())?;
         method.run(&self.runner, &self.programs)?;
         Ok(())
     }

@@ -43,11 +43,21 @@ pub fn wait_for_socket(socket: &Path) {
     }
 }
 
+/// `RssAnon` of /proc/<pid>/status: the process's own memory, without the
+/// file-backed pages of its code.
+pub fn rss_anon_kb(pid: u32) -> u64 {
+    status_kb(pid, "RssAnon:")
+}
+
 pub fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+fn status_kb(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
