@@ -33,6 +33,7 @@ struct Subject {
 }
 
 fn main() {
+    nova_agent_tests::build_without_fixtures();
     let requests: usize = std::env::args()
         .skip_while(|a| a != "--requests")
         .nth(1)

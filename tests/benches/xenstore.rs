@@ -22,6 +22,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const WARMUP: usize = 200;
 
 fn main() {
+    nova_agent_tests::build_without_fixtures();
     let requests: usize = std::env::args()
         .skip_while(|a| a != "--requests")
         .nth(1)

@@ -37,17 +37,31 @@ pub fn artifacts() -> &'static Path {
     })
 }
 
+/// Set by the benchmarks: build the agent and the real plugins only, so no
+/// test fixture lands in target/release, where the README's demo would load
+/// it.
+static WITHOUT_FIXTURES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For the benchmarks, before anything else: [`artifacts`] then builds only
+/// the workspace's default members.
+pub fn build_without_fixtures() {
+    WITHOUT_FIXTURES.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// `cargo test` builds neither binaries nor cdylibs of other packages, so the
 /// harness asks cargo for them once per test process (a no-op when fresh).
 fn build_workspace(profile_dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
-    command.args(["build", "--workspace", "--quiet"]);
+    command.args(["build", "--quiet"]);
+    if !WITHOUT_FIXTURES.load(std::sync::atomic::Ordering::SeqCst) {
+        command.arg("--workspace");
+    }
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         command.arg("--release");
     }
     let status = command.status().expect("running cargo build");
-    assert!(status.success(), "cargo build --workspace failed");
+    assert!(status.success(), "cargo build failed");
 }
 
 pub fn agent_bin() -> PathBuf {
