@@ -191,6 +191,7 @@ impl Sandbox {
             .args(args)
             .arg("--config")
             .arg(&self.config)
+            .envs(self.xenstored.iter().map(|s| ("XENSTORED_PATH", s)))
             .output()
             .expect("running nova-agent")
     }

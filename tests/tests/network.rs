@@ -251,6 +251,33 @@ fn nova_agent_resetnetwork_runs_once_at_boot() {
 }
 
 #[test]
+fn nova_agent_resetnetwork_reads_xenstore_beside_a_running_agent() {
+    let sandbox = Sandbox::with_xenstore("");
+    sandbox.add_plugin(&plugin("network"));
+    guest_root(&sandbox.root, DEBIAN);
+    let xenstored = FakeXenstored::start(sandbox.xenstored_socket()).unwrap();
+    let dom0 = Dom0::new(xenstored.socket());
+    dom0.write(&[
+        (&format!("{HOME}/vm-data/hostname"), "xen-boot"),
+        (&format!("{HOME}/vm-data/networking/BC764E206C5A"), PUBLIC),
+    ]);
+    // The running agent serves XenStore; the command opens its own
+    // connection for the metadata (the unix-socket channel has none here).
+    let agent = sandbox.start();
+    agent.wait_for_logged("connected to XenStore", 1);
+    let out = sandbox.cli(&["resetnetwork"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), r#"{"message":"","returncode":"0"}"#);
+    assert_eq!(read(&sandbox, "/etc/hostname"), "xen-boot\n");
+    assert_eq!(dom0.call("version", "\"agent\""), nova("0", "2.0.0"));
+}
+
+#[test]
 fn each_family_is_detected_and_configured() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
