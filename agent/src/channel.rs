@@ -25,7 +25,7 @@ use nova_agent_plugin_api::{PluginError, Request};
 use crate::config::{ChannelConfig, Config};
 use crate::dispatch::Dispatcher;
 use crate::host::RequestContext;
-use crate::registry::Registry;
+use crate::registry::{Provided, Registry};
 
 /// Workers per channel: enough that a long command (a network reset, an
 /// update download) leaves room for `version` and friends.
@@ -41,35 +41,40 @@ pub struct Shared {
 
 pub struct Channel {
     pub name: String,
-    pub exchange: Arc<ExchangeBox>,
+    /// The exchange and the plugin generation it belongs to.
+    pub exchange: Provided<ExchangeBox>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Channel {
-    /// Starts the channel's exchange on a thread of its own and waits for the
-    /// outcome; on success the workers are running.
-    pub fn start(config: &ChannelConfig, shared: &Arc<Shared>) -> Result<Channel, String> {
+    /// Starts the channel's exchange (from `registry`, which must also have
+    /// its parser) on a thread of its own and waits for the outcome; on
+    /// success the workers are running.
+    pub fn start(
+        config: &ChannelConfig,
+        registry: &Registry,
+        shared: &Arc<Shared>,
+    ) -> Result<Channel, String> {
         let name = config.name();
-        let registry = shared.registry.load();
-        let exchange = registry
+        let provided = registry
             .exchanges
             .get(&config.exchange)
-            .ok_or_else(|| format!("no plugin provides exchange '{}'", config.exchange))?;
+            .ok_or_else(|| format!("no plugin provides exchange '{}'", config.exchange))?
+            .clone();
         if !registry.parsers.contains_key(&config.parser) {
             return Err(format!("no plugin provides parser '{}'", config.parser));
         }
-        let exchange = Arc::clone(&exchange.object);
 
         let (started_tx, started_rx) = mpsc::channel();
         let first = {
             let (name, exchange, parser, shared) = (
                 name.clone(),
-                Arc::clone(&exchange),
+                provided.clone(),
                 config.parser.clone(),
                 Arc::clone(shared),
             );
             spawn(&config.name(), move || {
-                let started = exchange.start().into_result();
+                let started = exchange.object.start().into_result();
                 let ok = started.is_ok();
                 let _ = started_tx.send(started);
                 if ok {
@@ -89,7 +94,7 @@ impl Channel {
         for _ in 1..WORKERS {
             let (channel, exchange, parser, shared) = (
                 name.clone(),
-                Arc::clone(&exchange),
+                provided.clone(),
                 config.parser.clone(),
                 Arc::clone(shared),
             );
@@ -99,14 +104,14 @@ impl Channel {
         }
         Ok(Channel {
             name,
-            exchange,
+            exchange: provided,
             workers,
         })
     }
 
     /// Asks the exchange to stop; its workers finish their current request.
     pub fn stop(&self) {
-        self.exchange.shutdown();
+        self.exchange.object.shutdown();
     }
 
     pub fn join(self) {
@@ -125,7 +130,8 @@ fn spawn(channel: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHand
 }
 
 /// One worker's loop, until the exchange reports it has shut down.
-fn serve(channel: &str, exchange: &ExchangeBox, parser: &str, shared: &Shared) {
+fn serve(channel: &str, provided: &Provided<ExchangeBox>, parser: &str, shared: &Shared) {
+    let exchange = &*provided.object;
     let limit = exchange.max_response_len().into_option();
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
@@ -137,7 +143,8 @@ fn serve(channel: &str, exchange: &ExchangeBox, parser: &str, shared: &Shared) {
                     failing = false;
                     backoff = Duration::from_millis(100);
                 }
-                handle(channel, exchange, limit, parser, shared, request);
+                let delivered = handle(channel, exchange, limit, parser, shared, request);
+                provided.instance.count(delivered);
             }
             RResult::ROk(ROption::RNone) => break,
             RResult::RErr(e) => {
@@ -153,6 +160,7 @@ fn serve(channel: &str, exchange: &ExchangeBox, parser: &str, shared: &Shared) {
     tracing::debug!(channel, "worker stopped");
 }
 
+/// Answers one request; `true` when the response was delivered.
 fn handle(
     channel: &str,
     exchange: &ExchangeBox,
@@ -160,16 +168,18 @@ fn handle(
     parser_name: &str,
     shared: &Shared,
     request: Request,
-) {
+) -> bool {
     let registry = shared.registry.load();
-    let Some(parser) = registry.parsers.get(parser_name) else {
+    let Some(provided) = registry.parsers.get(parser_name) else {
+        // A reload stops the channel before it publishes a registry without
+        // its parser, so only a request already taken meets this.
         tracing::error!(
             channel,
             "parser '{parser_name}' is gone; request left unanswered"
         );
-        return;
+        return false;
     };
-    let parser = &parser.object;
+    let parser = &provided.object;
     let dispatcher = Dispatcher {
         registry: &registry,
         deny: &shared.config.deny,
@@ -180,8 +190,12 @@ fn handle(
         RResult::RErr(reason) => RResult::RErr(RStr::from_str(reason.as_str())),
     };
     let response = match parser.handle(body, FfiDispatch_TO::from_ptr(&dispatcher, TD_Opaque)) {
-        RResult::ROk(response) => Some(response),
+        RResult::ROk(response) => {
+            provided.instance.count(true);
+            Some(response)
+        }
         RResult::RErr(e) => {
+            provided.instance.count(false);
             tracing::error!(channel, "parser '{parser_name}' failed: {e}");
             error_response(parser, "500", "internal error in the agent's parser")
         }
@@ -209,11 +223,13 @@ fn handle(
             channel,
             "no response could be formed; request left unanswered"
         );
-        return;
+        return false;
     };
     if let RResult::RErr(e) = exchange.put_response(request.id.as_rstr(), response.as_rslice()) {
         tracing::warn!(channel, "could not deliver a response: {e}");
+        return false;
     }
+    true
 }
 
 fn error_response(parser: &ParserBox, code: &str, message: &str) -> Option<RVec<u8>> {

@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
       nova-agent call version             ask the running agent its version\n  \
       nova-agent call resetnetwork        run a command, as the host would\n  \
       nova-agent plugins list --json      what is installed, and why a plugin is not loaded\n  \
+      nova-agent plugins reload           load upgraded plugins into the running agent\n  \
       nova-agent config check -c FILE     check a config before installing it\n  \
       nova-agent resetnetwork             configure the network from the host's metadata, once"
 )]
@@ -58,8 +59,20 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum PluginsCommand {
     /// List every plugin file: its state, version and what it provides
+    ///
+    /// With an agent running, this is its live view (generations, requests
+    /// served, superseded code); otherwise the files are inspected.
     List {
         /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running agent to load new, changed and removed plugin files now
+    ///
+    /// Exits 0 when every file loaded, 1 when one failed (its previous
+    /// generation keeps serving) or no agent answered.
+    Reload {
+        /// Print the report as JSON
         #[arg(long)]
         json: bool,
     },

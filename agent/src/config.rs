@@ -35,7 +35,13 @@ pub struct Config {
     /// Command name -> plugin that wins a conflict.
     pub prefer: BTreeMap<String, String>,
     pub log_level: String,
+    /// `[reload] warn_superseded_mib`: the agent warns each time the code of
+    /// replaced plugin generations, still mapped, grows past a multiple of it.
+    pub warn_superseded_bytes: u64,
 }
+
+/// The default of `[reload] warn_superseded_mib`.
+pub const WARN_SUPERSEDED_MIB: u64 = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelConfig {
@@ -91,6 +97,15 @@ struct RawConfig {
     commands: RawCommands,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    reload: RawReload,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    #[serde(default)]
+    warn_superseded_mib: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -274,6 +289,22 @@ impl Config {
             }
         };
 
+        let warn_superseded_mib = match raw.reload.warn_superseded_mib {
+            None => WARN_SUPERSEDED_MIB,
+            Some(value) => {
+                let span = value.span();
+                u64::try_from(value.into_inner())
+                    .ok()
+                    .filter(|mib| (1..=1 << 20).contains(mib))
+                    .ok_or_else(|| {
+                        at(
+                            Some(span),
+                            "[reload] warn_superseded_mib must be between 1 and 1048576",
+                        )
+                    })?
+            }
+        };
+
         Ok(Config {
             source: source.to_owned(),
             plugin_dirs,
@@ -286,6 +317,7 @@ impl Config {
             deny: raw.commands.deny.into_iter().collect(),
             prefer: raw.commands.prefer,
             log_level,
+            warn_superseded_bytes: warn_superseded_mib << 20,
         })
     }
 
@@ -327,6 +359,26 @@ mod tests {
         assert_eq!(c.log_level, "info");
         assert_eq!(c.channels[0].name(), "unix-socket+json");
         assert_eq!(c.plugin_json("anything"), "{}");
+    }
+
+    #[test]
+    fn the_superseded_warning_threshold_is_in_mib_and_bounded() {
+        let c = Config::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(c.warn_superseded_bytes, 64 << 20);
+        let c = Config::parse(
+            &format!("{MINIMAL}[reload]\nwarn_superseded_mib = 8\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.warn_superseded_bytes, 8 << 20);
+        for bad in ["0", "-1", "2000000"] {
+            let text = format!("{MINIMAL}[reload]\nwarn_superseded_mib = {bad}\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(
+                e.contains("warn_superseded_mib must be between 1 and 1048576"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Dispatcher<'_> {
             RResult::RErr(PluginError::Panicked(message)) => {
                 tracing::error!(
                     channel = self.context.channel,
-                    plugin = %command.plugin,
+                    plugin = command.plugin(),
                     "command {name:?} panicked: {message}"
                 );
                 Reply::error(format!(
@@ -54,9 +54,12 @@ impl Dispatcher<'_> {
                 ))
             }
         };
+        command
+            .instance
+            .count(matches!(reply.code.as_str(), "0" | "D0"));
         tracing::info!(
             channel = self.context.channel,
-            plugin = %command.plugin,
+            plugin = command.plugin(),
             "command {name:?} answered {} in {:.1?}",
             reply.code,
             started.elapsed()

@@ -41,6 +41,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", list::list(&config, *json)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugins(PluginsCommand::Reload { json }) => {
+            let config = load()?;
+            logging::init("error");
+            let (report, ok) = list::reload(&config, *json)?;
+            print!("{report}");
+            Ok(success(ok))
+        }
         Command::Config(ConfigCommand::Check) => {
             let config = load()?;
             logging::init("error");

@@ -11,134 +11,141 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use nova_agent_plugin_api::abi_stable::std_types::{RResult, RStr, RString, RVec, Tuple2};
-use nova_agent_plugin_api::ffi::{CommandBox, ExchangeBox, LifecycleBox, ParserBox};
+use nova_agent_plugin_api::ffi::{CommandBox, ExchangeBox, ParserBox};
 
 use crate::config::Config;
 use crate::host::AgentHost;
+use crate::instance::{Instance, Origin};
 use crate::loader::{Inspection, PluginRecord, State};
 
-/// An object and the plugin that provides it.
+/// An object and the plugin generation that provides it.
 pub struct Provided<T> {
-    pub plugin: String,
+    pub instance: Arc<Instance>,
     pub object: Arc<T>,
+}
+
+impl<T> Provided<T> {
+    pub fn plugin(&self) -> &str {
+        self.instance.name()
+    }
 }
 
 impl<T> Clone for Provided<T> {
     fn clone(&self) -> Self {
         Provided {
-            plugin: self.plugin.clone(),
+            instance: Arc::clone(&self.instance),
             object: Arc::clone(&self.object),
         }
     }
 }
 
 /// Two or more plugins providing one name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conflict {
-    pub kind: &'static str,
+    pub kind: String,
     pub name: String,
     /// In file-name order.
     pub plugins: Vec<String>,
     pub chosen: String,
     /// "prefer" when `[commands] prefer` decided, "first" otherwise.
-    pub decided_by: &'static str,
+    pub decided_by: String,
+}
+
+/// Earlier generations of one plugin, retired but still mapped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Superseded {
+    pub generations: u64,
+    pub mapped_bytes: u64,
+    pub served: u64,
+    pub failed: u64,
 }
 
 pub struct Registry {
+    /// Every plugin file, in load order; a serving file's record holds its
+    /// instance.
     pub plugins: Vec<PluginRecord>,
     pub exchanges: BTreeMap<String, Provided<ExchangeBox>>,
     pub parsers: BTreeMap<String, Provided<ParserBox>>,
     pub commands: BTreeMap<String, Provided<CommandBox>>,
     pub conflicts: Vec<Conflict>,
-    lifecycles: Vec<(String, LifecycleBox)>,
+    /// By plugin name (running agent only).
+    pub superseded: BTreeMap<String, Superseded>,
+    /// Plugin directories that cannot be read, with the reason.
+    pub dir_problems: Vec<(std::path::PathBuf, String)>,
 }
 
 impl Registry {
     /// Initialises every opened, enabled plugin with its config table and
-    /// resolves name conflicts.
+    /// resolves name conflicts (for the commands that do not serve:
+    /// `config check`, `resetnetwork`).
     pub fn build(inspection: Inspection, config: &Config, host: &AgentHost) -> Registry {
         let Inspection {
             mut records,
             opened,
-            ..
+            dir_problems,
         } = inspection;
+        for (index, root) in opened {
+            let record = &mut records[index];
+            if !record.enable(config) {
+                continue;
+            }
+            let origin = Origin {
+                file: record.file.clone(),
+                ..Origin::default()
+            };
+            // Offline: the module comes from the file itself.
+            match Instance::init(root, record.manifest.clone(), origin, 1, config, host) {
+                Ok(instance) => record.instance = Some(Arc::new(instance)),
+                Err(e) => {
+                    tracing::warn!(plugin = %record.manifest.name, "plugin skipped: {e}");
+                    record.set_error(e);
+                }
+            }
+        }
+        let mut registry = Registry::assemble(records, BTreeMap::new(), &[], config);
+        registry.dir_problems = dir_problems;
+        registry.warn_about_config(config);
+        registry
+    }
+
+    /// The registry of the instances the records hold, with name conflicts
+    /// resolved; conflicts already in `known` are not logged again.
+    pub fn assemble(
+        plugins: Vec<PluginRecord>,
+        superseded: BTreeMap<String, Superseded>,
+        known: &[Conflict],
+        config: &Config,
+    ) -> Registry {
         let mut exchanges = Candidates::default();
         let mut parsers = Candidates::default();
         let mut commands = Candidates::default();
-        let mut lifecycles = Vec::new();
-
-        for (index, root) in opened {
-            let record = &mut records[index];
-            let name = record.manifest.name.clone();
-            if !config.plugin_enabled(&name) {
-                record.state = State::Disabled;
-                record.error = Some(format!("disabled by [plugins.{name}] enabled = false"));
-                continue;
+        for instance in plugins.iter().filter_map(|p| p.instance.as_ref()) {
+            for (name, object) in &instance.exchanges {
+                exchanges.offer(name, instance, object);
             }
-            let json = config.plugin_json(&name);
-            let instance = match (root.init())(host.to_ffi(), RStr::from_str(json)) {
-                RResult::ROk(instance) => instance,
-                RResult::RErr(e) => {
-                    tracing::warn!(plugin = %name, "plugin init failed: {e}");
-                    record.set_error(format!("init failed: {e}"));
-                    continue;
-                }
-            };
-            let mismatch = [
-                (
-                    "exchanges",
-                    names(&instance.exchanges),
-                    &record.manifest.exchanges,
-                ),
-                (
-                    "parsers",
-                    names(&instance.parsers),
-                    &record.manifest.parsers,
-                ),
-                (
-                    "commands",
-                    names(&instance.commands),
-                    &record.manifest.commands,
-                ),
-            ]
-            .into_iter()
-            .find(|(_, got, declared)| !same_names(got, declared));
-            if let Some((kind, got, declared)) = mismatch {
-                let reason = format!(
-                    "init provided {kind} [{}] but the manifest declares [{}]",
-                    got.join(", "),
-                    declared.join(", ")
-                );
-                tracing::warn!(plugin = %name, "plugin skipped: {reason}");
-                record.set_error(reason);
-                instance.lifecycle.shutdown();
-                continue;
+            for (name, object) in &instance.parsers {
+                parsers.offer(name, instance, object);
             }
-            for t in instance.exchanges {
-                exchanges.add(t.0.into(), &name, t.1);
+            for (name, object) in &instance.commands {
+                commands.offer(name, instance, object);
             }
-            for t in instance.parsers {
-                parsers.add(t.0.into(), &name, t.1);
-            }
-            for t in instance.commands {
-                commands.add(t.0.into(), &name, t.1);
-            }
-            lifecycles.push((name, instance.lifecycle));
         }
-
         let mut conflicts = Vec::new();
         let no_preference = BTreeMap::new();
-        let registry = Registry {
-            exchanges: exchanges.resolve("exchange", &no_preference, &mut conflicts),
-            parsers: parsers.resolve("parser", &no_preference, &mut conflicts),
-            commands: commands.resolve("command", &config.prefer, &mut conflicts),
+        Registry {
+            exchanges: exchanges.resolve("exchange", &no_preference, known, &mut conflicts),
+            parsers: parsers.resolve("parser", &no_preference, known, &mut conflicts),
+            commands: commands.resolve("command", &config.prefer, known, &mut conflicts),
             conflicts,
-            plugins: records,
-            lifecycles,
-        };
-        registry.warn_about_config(config);
-        registry
+            plugins,
+            superseded,
+            dir_problems: Vec::new(),
+        }
+    }
+
+    /// The serving instances, in load order.
+    pub fn instances(&self) -> impl Iterator<Item = &Arc<Instance>> {
+        self.plugins.iter().filter_map(|p| p.instance.as_ref())
     }
 
     /// Command names a request may call: all but the denied ones, sorted.
@@ -150,15 +157,15 @@ impl Registry {
             .collect()
     }
 
-    /// Tells every plugin instance it is retired (their exchanges first).
+    /// Tells every plugin instance it is retired.
     pub fn shutdown(&self) {
-        for (plugin, lifecycle) in &self.lifecycles {
-            tracing::debug!(plugin = %plugin, "shutting down plugin");
-            lifecycle.shutdown();
+        for instance in self.instances() {
+            instance.shutdown();
         }
     }
 
-    fn warn_about_config(&self, config: &Config) {
+    /// Warns about config tables and preferences no plugin matches.
+    pub fn warn_about_config(&self, config: &Config) {
         for table in config.plugins.keys() {
             if !self.plugins.iter().any(|p| &p.manifest.name == table) {
                 tracing::warn!(
@@ -189,74 +196,72 @@ pub fn manifest_conflicts(plugins: &[PluginRecord], config: &Config) -> Vec<Conf
         let m = &plugin.manifest;
         m.exchanges
             .iter()
-            .for_each(|n| exchanges.add(n.clone(), &m.name, ()));
-        m.parsers
-            .iter()
-            .for_each(|n| parsers.add(n.clone(), &m.name, ()));
-        m.commands
-            .iter()
-            .for_each(|n| commands.add(n.clone(), &m.name, ()));
+            .for_each(|n| exchanges.add(n, &m.name, ()));
+        m.parsers.iter().for_each(|n| parsers.add(n, &m.name, ()));
+        m.commands.iter().for_each(|n| commands.add(n, &m.name, ()));
     }
     let mut conflicts = Vec::new();
-    exchanges.resolve("exchange", &BTreeMap::new(), &mut conflicts);
-    parsers.resolve("parser", &BTreeMap::new(), &mut conflicts);
-    commands.resolve("command", &config.prefer, &mut conflicts);
+    exchanges.resolve("exchange", &BTreeMap::new(), &[], &mut conflicts);
+    parsers.resolve("parser", &BTreeMap::new(), &[], &mut conflicts);
+    commands.resolve("command", &config.prefer, &[], &mut conflicts);
     conflicts
 }
 
-fn names<T>(list: &RVec<Tuple2<RString, T>>) -> Vec<String> {
-    list.iter().map(|t| t.0.to_string()).collect()
-}
+/// Every provider of each name, in load order: `(plugin name, payload)`.
+struct Candidates<P>(BTreeMap<String, Vec<(String, P)>>);
 
-fn same_names(a: &[String], b: &[String]) -> bool {
-    let mut a = a.to_vec();
-    let mut b = b.to_vec();
-    a.sort();
-    b.sort();
-    a == b
-}
-
-/// Every provider of each name, in load order.
-struct Candidates<T>(BTreeMap<String, Vec<Provided<T>>>);
-
-impl<T> Default for Candidates<T> {
+impl<P> Default for Candidates<P> {
     fn default() -> Self {
         Candidates(BTreeMap::new())
     }
 }
 
-impl<T> Candidates<T> {
-    fn add(&mut self, name: String, plugin: &str, object: T) {
-        self.0.entry(name).or_default().push(Provided {
-            plugin: plugin.to_owned(),
-            object: Arc::new(object),
-        });
+impl<T> Candidates<Provided<T>> {
+    fn offer(&mut self, name: &str, instance: &Arc<Instance>, object: &Arc<T>) {
+        let provided = Provided {
+            instance: Arc::clone(instance),
+            object: Arc::clone(object),
+        };
+        self.add(name, instance.name(), provided);
+    }
+}
+
+impl<P> Candidates<P> {
+    fn add(&mut self, name: &str, plugin: &str, payload: P) {
+        self.0
+            .entry(name.to_owned())
+            .or_default()
+            .push((plugin.to_owned(), payload));
     }
 
+    /// One provider per name; conflicts not in `known` are logged.
     fn resolve(
         self,
         kind: &'static str,
         prefer: &BTreeMap<String, String>,
+        known: &[Conflict],
         conflicts: &mut Vec<Conflict>,
-    ) -> BTreeMap<String, Provided<T>> {
+    ) -> BTreeMap<String, P> {
         let mut chosen = BTreeMap::new();
         for (name, mut providers) in self.0 {
             if providers.len() > 1 {
                 let preferred = prefer
                     .get(&name)
-                    .and_then(|p| providers.iter().position(|c| &c.plugin == p));
+                    .and_then(|p| providers.iter().position(|(plugin, _)| plugin == p));
                 let conflict = Conflict {
-                    kind,
+                    kind: kind.to_owned(),
                     name: name.clone(),
-                    plugins: providers.iter().map(|p| p.plugin.clone()).collect(),
-                    chosen: providers[preferred.unwrap_or(0)].plugin.clone(),
+                    plugins: providers.iter().map(|(plugin, _)| plugin.clone()).collect(),
+                    chosen: providers[preferred.unwrap_or(0)].0.clone(),
                     decided_by: if preferred.is_some() {
                         "prefer"
                     } else {
                         "first"
-                    },
+                    }
+                    .to_owned(),
                 };
-                if preferred.is_some() {
+                if known.contains(&conflict) {
+                } else if preferred.is_some() {
                     tracing::info!(
                         "{kind} '{name}' is provided by plugins {}; using '{}' as [commands] prefer says",
                         conflict.plugins.join(", "),
@@ -272,9 +277,9 @@ impl<T> Candidates<T> {
                 }
                 conflicts.push(conflict);
                 let winner = providers.swap_remove(preferred.unwrap_or(0));
-                chosen.insert(name, winner);
+                chosen.insert(name, winner.1);
             } else if let Some(only) = providers.pop() {
-                chosen.insert(name, only);
+                chosen.insert(name, only.1);
             }
         }
         chosen

@@ -1,19 +1,19 @@
 //! `nova-agent run`: load the plugins, start the channels, serve until
 //! SIGTERM or SIGINT, then stop everything within 5 seconds and exit 0.
+//! SIGHUP, a change in a plugin directory and `plugins reload` (on the
+//! control socket) reload the plugins (see `swap`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use arc_swap::ArcSwap;
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::channel::{Channel, Shared};
 use crate::config::Config;
+use crate::control::{self, ControlServer};
 use crate::host::{AgentHost, AGENT_VERSION};
-use crate::loader::{self, State};
-use crate::registry::Registry;
+use crate::list;
+use crate::swap::{self, Plugins, ReloadJob, Trigger};
 
 /// Time the channels and plugins get to stop after a stop signal; the agent
 /// exits within 5 s whatever they do.
@@ -41,43 +41,50 @@ pub fn run(config: Config) -> Result<()> {
 
     let config = Arc::new(config);
     let host = AgentHost::new(config.root.clone(), config.apply);
-    let inspection = loader::inspect(&config.plugin_dirs);
-    for (dir, problem) in &inspection.dir_problems {
-        tracing::warn!("plugin directory {}: {problem}", dir.display());
-    }
-    let registry = Registry::build(inspection, &config, &host);
-    host.command_names
-        .store(Arc::new(registry.callable_commands(&config)));
-    let loaded: Vec<&str> = registry
-        .plugins
-        .iter()
-        .filter(|p| p.state == State::Loaded)
-        .map(|p| p.manifest.name.as_str())
+    let plugins = Arc::new(Plugins::new(Arc::clone(&config), host));
+    // Reload jobs queue up until the reload thread starts, after the first
+    // load.
+    let (reloads, jobs) = mpsc::channel();
+    // Before any plugin loads: a second agent must not start serving.
+    let control =
+        ControlServer::start(&config.run_dir, control_handler(&plugins, reloads.clone()))?;
+    plugins.reload(Trigger::Start);
+    let loaded: Vec<String> = plugins
+        .registry()
+        .instances()
+        .map(|i| i.name().to_owned())
         .collect();
     tracing::info!("plugins loaded: {}", loaded.join(", "));
-
-    let shared = Arc::new(Shared {
-        registry: Arc::new(ArcSwap::from_pointee(registry)),
-        config: Arc::clone(&config),
-        stopping: Arc::new(AtomicBool::new(false)),
-    });
-    let mut channels = Vec::new();
-    let mut failures = Vec::new();
-    for channel_config in &config.channels {
-        match Channel::start(channel_config, &shared) {
-            Ok(channel) => {
-                tracing::info!(channel = %channel.name, "channel serving");
-                channels.push(channel);
-            }
-            Err(e) => {
-                tracing::error!(channel = %channel_config.name(), "channel failed to start: {e}");
-                failures.push(format!("channel {}: {e}", channel_config.name()));
-            }
-        }
+    if plugins.serving_channels() == 0 {
+        let reasons: Vec<String> = plugins
+            .channels()
+            .iter()
+            .map(|c| format!("channel {}: {}", c.name, c.error.as_deref().unwrap_or("?")))
+            .collect();
+        plugins.stop();
+        control.stop();
+        bail!("no channel could start:\n  {}", reasons.join("\n  "));
     }
-    if channels.is_empty() {
-        shared.registry.load().shutdown();
-        bail!("no channel could start:\n  {}", failures.join("\n  "));
+
+    let reloader =
+        swap::spawn_reloader(Arc::clone(&plugins), jobs).context("starting the reload thread")?;
+    let watcher = {
+        let reloads = reloads.clone();
+        swap::watch::spawn(
+            config.plugin_dirs.clone(),
+            Arc::clone(&plugins.shared.stopping),
+            move || {
+                let _ = reloads.send(ReloadJob {
+                    trigger: Trigger::Watch,
+                    reply: None,
+                });
+            },
+        )
+    };
+    if let Err(e) = &watcher {
+        tracing::warn!(
+            "cannot watch the plugin directories: {e}; reload with SIGHUP or `nova-agent plugins reload`"
+        );
     }
     notify_systemd("READY=1");
     tracing::info!("nova-agent {AGENT_VERSION} started");
@@ -85,7 +92,11 @@ pub fn run(config: Config) -> Result<()> {
     loop {
         match signals.wait().context("waiting for signals")? {
             Signal::SIGHUP => {
-                tracing::info!("SIGHUP ignored: this agent does not reload plugins yet")
+                tracing::info!("SIGHUP received; reloading plugins");
+                let _ = reloads.send(ReloadJob {
+                    trigger: Trigger::Signal,
+                    reply: None,
+                });
             }
             signal => {
                 tracing::info!("{signal} received; stopping");
@@ -94,37 +105,64 @@ pub fn run(config: Config) -> Result<()> {
         }
     }
     notify_systemd("STOPPING=1");
-    stop(channels, &shared);
+    stop(&plugins, control, reloads, reloader);
     tracing::info!("nova-agent stopped");
     Ok(())
 }
 
-fn stop(channels: Vec<Channel>, shared: &Shared) {
-    shared.stopping.store(true, Ordering::Release);
+fn control_handler(
+    plugins: &Arc<Plugins>,
+    reloads: mpsc::Sender<ReloadJob>,
+) -> Arc<control::Handler> {
+    let plugins = Arc::clone(plugins);
+    Arc::new(move |request| match request {
+        control::Request::List => {
+            let view = list::live_view(&plugins.registry(), plugins.channels().to_vec());
+            serde_json::to_value(view).map_err(|e| e.to_string())
+        }
+        control::Request::Reload => {
+            let (reply, report) = mpsc::channel();
+            let job = ReloadJob {
+                trigger: Trigger::Request,
+                reply: Some(reply),
+            };
+            let report = reloads
+                .send(job)
+                .ok()
+                .and_then(|()| report.recv().ok())
+                .ok_or_else(|| "the agent is stopping; nothing was reloaded".to_owned())?;
+            serde_json::to_value(report).map_err(|e| e.to_string())
+        }
+    })
+}
+
+fn stop(
+    plugins: &Arc<Plugins>,
+    control: ControlServer,
+    reloads: mpsc::Sender<ReloadJob>,
+    reloader: std::thread::JoinHandle<()>,
+) {
     // Everything runs on a helper thread, so neither a command that does not
     // return nor a plugin's `shutdown` that hangs can hold the exit past the
     // budget.
     let (done_tx, done_rx) = mpsc::channel();
-    let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
     let started = Instant::now();
-    let registry = shared.registry.load_full();
+    let plugins = Arc::clone(plugins);
     let spawned = std::thread::Builder::new()
         .name("stop".into())
         .spawn(move || {
-            for channel in &channels {
-                channel.stop();
-            }
-            for channel in channels {
-                channel.join();
-            }
-            registry.shutdown();
+            control.stop();
+            plugins.stop();
+            // Wakes the reload thread, which sees the agent stopping.
+            let _ = reloads.send(ReloadJob {
+                trigger: Trigger::Watch,
+                reply: None,
+            });
+            let _ = reloader.join();
             let _ = done_tx.send(());
         });
     if spawned.is_err() || done_rx.recv_timeout(STOP_BUDGET).is_err() {
-        tracing::warn!(
-            "channels {} did not stop within {STOP_BUDGET:?}; exiting anyway",
-            names.join(", ")
-        );
+        tracing::warn!("the channels did not stop within {STOP_BUDGET:?}; exiting anyway");
         return;
     }
     tracing::debug!("stopped in {:?}", started.elapsed());

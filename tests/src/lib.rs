@@ -173,6 +173,33 @@ impl Sandbox {
         target
     }
 
+    /// Installs `so` as `plugins/<name>` the way dpkg does: written to
+    /// `<name>.dpkg-new`, then renamed over the old file in one step.
+    pub fn install_as(&self, so: &Path, name: &str) -> PathBuf {
+        let target = self.plugins.join(name);
+        let temp = self.plugins.join(format!("{name}.dpkg-new"));
+        std::fs::copy(so, &temp).unwrap_or_else(|e| panic!("copying {}: {e}", so.display()));
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::rename(&temp, &target).unwrap();
+        target
+    }
+
+    /// `plugins list --json` (the running agent's live view when one runs).
+    pub fn plugins_json(&self) -> Vec<serde_json::Value> {
+        let out = self.cli(&["plugins", "list", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).expect("plugins list --json prints JSON")
+    }
+
+    /// The `plugins list --json` entry of plugin `name`.
+    pub fn plugin_entry(&self, name: &str) -> serde_json::Value {
+        let list = self.plugins_json();
+        list.iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no plugin {name} in {list:#?}"))
+    }
+
     /// The standard config plus `extra` TOML appended.
     pub fn write_config(&self, extra: &str) {
         let d = self.path().display();

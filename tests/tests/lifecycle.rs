@@ -35,7 +35,7 @@ fn sigint_exits_zero_too() {
 }
 
 #[test]
-fn a_second_run_on_a_socket_in_use_fails_clearly_and_the_first_keeps_serving() {
+fn a_second_run_fails_clearly_before_loading_anything_and_the_first_keeps_serving() {
     let sandbox = Sandbox::with_builtins();
     let first = sandbox.start();
     let mut second = sandbox.spawn();
@@ -44,15 +44,17 @@ fn a_second_run_on_a_socket_in_use_fails_clearly_and_the_first_keeps_serving() {
         .expect("second agent exits");
     assert_eq!(status.code(), Some(1));
     let log = second.log();
+    let control = sandbox.path().join("run/control.sock");
     assert!(
         log.contains(&format!(
-            "socket {} is in use by another process",
-            sandbox.socket.display()
+            "another nova-agent is running: its control socket {} answers",
+            control.display()
         )),
         "{log}"
     );
-    assert!(log.contains("no channel could start"), "{log}");
+    assert!(!log.contains("plugins loaded"), "{log}");
     assert_eq!(first.call("version"), nova("0", "2.0.0"));
+    assert!(control.exists());
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub struct LoadError {
 }
 
 impl LoadError {
-    fn new(reason: impl Into<String>) -> Self {
+    pub(super) fn new(reason: impl Into<String>) -> Self {
         LoadError {
             reason: reason.into(),
             detail: None,

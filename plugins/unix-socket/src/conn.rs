@@ -10,8 +10,14 @@
 //!   connection's next lines stay unread, until `respond` writes the answer
 //!   and tells the server how to re-arm it (or to close it).
 //!
+//! Shutdown adds a flag, `closing`, set by `stop`: no line is read any more,
+//! and a busy connection is closed once its answer is out instead of being
+//! re-armed, so that the answer survives a shutdown (see `server`).
+//!
 //! The state mutex is therefore uncontended but for a stray duplicate answer
-//! or a shutdown; it exists so that those are safe too.
+//! or a shutdown; it exists so that those are safe too. It is held for
+//! non-blocking work only, never while an answer is written, so that shutdown
+//! never waits for a client that reads slowly.
 
 use std::io::{self, Read};
 use std::mem;
@@ -49,6 +55,10 @@ struct State {
     seq: u64,
     /// The sequence number of the request handed out and not yet answered.
     pending: Option<u64>,
+    /// The answer to `pending` is being written (without the lock held).
+    writing: bool,
+    /// Shut down: read no more lines; close once `pending` is answered.
+    closing: bool,
 }
 
 /// What a turn of reading found.
@@ -67,7 +77,8 @@ pub(crate) enum Turn {
 pub(crate) enum After {
     /// Re-arm it; `buffered`: a complete line is already read into user space.
     Rearm { buffered: bool },
-    /// The client sent its end and every line was answered.
+    /// The client sent its end and every line was answered, or the exchange
+    /// is shutting down.
     Close,
     /// The write failed (timed out: `kind` is `TimedOut`).
     Failed(io::Error),
@@ -84,6 +95,8 @@ impl Conn {
                 reader: LineReader::new(),
                 seq: 0,
                 pending: None,
+                writing: false,
+                closing: false,
             }),
         }
     }
@@ -94,12 +107,16 @@ impl Conn {
 
     /// Reads until a request line is complete or the socket has nothing more
     /// for now. Blank lines are skipped; a line over `MAX_LINE` is discarded
-    /// as it arrives and handed out as unreadable.
+    /// as it arrives and handed out as unreadable. Once stopped, reads
+    /// nothing and says `Done`.
     pub(crate) fn read_request(&self) -> Turn {
         let mut state = lock(&self.state);
         let state = &mut *state;
         if state.pending.is_some() {
             return Turn::Busy;
+        }
+        if state.closing {
+            return Turn::Done;
         }
         let mut src = Budget {
             stream: &self.stream,
@@ -132,21 +149,40 @@ impl Conn {
 
     /// Writes the answer to request `seq` and its newline, if that is the
     /// request this connection awaits; waits at most `WRITE_TIMEOUT` for a
-    /// client that does not read.
+    /// client that does not read. The request stays pending until the write
+    /// is over, so that a shutdown meanwhile leaves the connection open.
     pub(crate) fn respond(&self, seq: u64, response: &[u8]) -> After {
-        let mut state = lock(&self.state);
-        if state.pending != Some(seq) {
-            return After::NotAwaited;
+        {
+            let mut state = lock(&self.state);
+            if state.pending != Some(seq) || state.writing {
+                return After::NotAwaited;
+            }
+            state.writing = true;
         }
+        // Unlocked: nobody else touches the socket meanwhile (the descriptor
+        // is disarmed, and a second answer finds `writing`).
         let result = send_line(self.fd(), response, WRITE_TIMEOUT);
+        let mut state = lock(&self.state);
+        state.writing = false;
         state.pending = None;
         match result {
             Err(e) => After::Failed(e),
-            Ok(()) if state.reader.finished() => After::Close,
+            Ok(()) if state.closing || state.reader.finished() => After::Close,
             Ok(()) => After::Rearm {
                 buffered: state.reader.ready(),
             },
         }
+    }
+
+    /// Shutdown: reads no more lines from now on. `true` when a request was
+    /// handed out and is not answered yet: the connection must stay open for
+    /// its answer, after which `respond` says `Close`. `false` when none is:
+    /// the caller closes it (a worker still finishing a turn of reading it
+    /// finds it closed, or reads `Done`).
+    pub(crate) fn stop(&self) -> bool {
+        let mut state = lock(&self.state);
+        state.closing = true;
+        state.pending.is_some()
     }
 
     /// Ends the connection for its client at once, whoever is using it: a

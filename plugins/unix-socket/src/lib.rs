@@ -25,7 +25,8 @@
 //! request and writing an answer; `poller` the epoll, eventfd and poll(2)
 //! wrappers; `lines` the bounded, resumable line splitter; `socket` the
 //! careful opening of the socket file; `metadata` the metadata directory;
-//! `tests` the end-to-end tests of the exchange.
+//! `tests` the end-to-end tests of the exchange, `drain_tests` those of its
+//! shutdown with requests in flight.
 //!
 //! ```toml
 //! [plugins.unix-socket]
@@ -45,6 +46,8 @@ mod poller;
 mod server;
 mod socket;
 
+#[cfg(test)]
+mod drain_tests;
 #[cfg(test)]
 mod tests;
 
@@ -145,7 +148,9 @@ fn without_position(e: &serde_json::Error) -> String {
 ///
 /// `start` opens the socket; each `next_request` then serves the sockets until
 /// one yields a complete line, and `put_response` writes the answer straight
-/// to its connection and lets that connection be read again.
+/// to its connection and lets that connection be read again. `shutdown` frees
+/// the path at once but still lets `put_response` deliver the answers to
+/// requests already handed out, so that a hot swap loses no answer.
 pub struct UnixSocketExchange {
     server: server::Server,
     metadata: metadata::Metadata,

@@ -37,6 +37,18 @@
 //! `WRITE_TIMEOUT` in all, then closes the connection: a client that never
 //! reads cannot hold an agent thread for good. A turn of reading is bounded
 //! too, so one client streaming an endless line cannot either.
+//!
+//! Shutdown drains: the agent swaps in a new build of the plugin while
+//! running (shut the old exchange down, let its workers answer what they
+//! hold, start the new one on the same path), and a swap must not cost a
+//! client its answer. So shutdown stops accepting, removes the socket file at
+//! once (the path is free for the new build), and reads no further line from
+//! any connection; an idle connection is closed there and then, but one whose
+//! request was handed out stays open until `put_response` writes that answer
+//! (within `WRITE_TIMEOUT`, as always), and closes after it. Its client gets
+//! the answer, then the end of the stream, and reconnects to the new build.
+//! Lines read but not yet handed out are dropped: their client sees the end
+//! of the stream before an answer, as after any restart.
 
 use std::collections::HashMap;
 use std::fs;
@@ -92,6 +104,7 @@ enum Life {
 }
 
 struct Conns {
+    /// Open connections by number; once shut down, those owing an answer.
     map: HashMap<u64, Arc<Conn>>,
     last: u64,
     /// Shut down: admit no more.
@@ -196,8 +209,8 @@ impl Server {
     }
 
     /// Writes the answer to request `id`'s connection and lets the connection
-    /// be read again. A request whose client is gone (or an id that was never
-    /// ours) is not an error.
+    /// be read again (or, once shut down, closes it). A request whose client
+    /// is gone (or an id that was never ours) is not an error.
     pub(crate) fn put_response(&self, id: &str, response: &[u8]) {
         let Some((number, seq)) = parse_id(id) else {
             debug!("response for unknown request id {id:?} ignored");
@@ -227,9 +240,11 @@ impl Server {
         }
     }
 
-    /// Wakes every `next_request`, stops accepting, closes every connection
-    /// and removes the socket file if it is still ours. Idempotent; returns at
-    /// once (it waits for no thread).
+    /// Wakes every `next_request`, stops accepting, removes the socket file if
+    /// it is still ours, and closes every connection but those owing an answer
+    /// to a request handed out, which `put_response` closes once it wrote it.
+    /// Idempotent; returns at once (it waits for no thread: a connection's
+    /// state lock is never held while writing).
     pub(crate) fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let mut life = lock(&self.life);
@@ -249,19 +264,30 @@ impl Server {
         let conns: Vec<Arc<Conn>> = {
             let mut conns = lock(&self.conns);
             conns.closed = true;
-            conns.map.drain().map(|(_, conn)| conn).collect()
+            conns.map.values().cloned().collect()
         };
+        let mut draining = 0;
         for conn in conns {
-            if let Some(poller) = poller {
-                let _ = poller.delete(conn.fd());
+            // Stopped, a connection is read no more. One owing an answer stays
+            // in the map, disarmed, for `put_response` to find, answer and
+            // close. Any other is closed now; a worker still finishing a turn
+            // of reading it finds it gone or stopped, and the descriptor
+            // closes with the last reference.
+            if conn.stop() {
+                draining += 1;
+            } else {
+                self.close(&conn);
             }
-            // A worker may still hold it (reading, or writing an answer):
-            // shutting the socket ends that at once; the descriptor closes
-            // with the last reference.
-            conn.shut();
         }
         remove_if_ours(&self.path, id);
-        info!("closed {}", self.path.display());
+        if draining == 0 {
+            info!("closed {}", self.path.display());
+        } else {
+            info!(
+                "closed {}; {draining} connection(s) close once answered",
+                self.path.display()
+            );
+        }
     }
 
     /// A connection's event: read it, and hand out its request if complete.

@@ -22,13 +22,13 @@ use crate::server::MAX_CONNECTIONS;
 use crate::{Config, UnixSocketExchange};
 
 /// A client read that takes longer than this fails the test instead of hanging.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn socket_path(dir: &tempfile::TempDir) -> PathBuf {
+pub(crate) fn socket_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("run/nova-agent/agent.sock")
 }
 
-fn exchange(path: &Path) -> Arc<UnixSocketExchange> {
+pub(crate) fn exchange(path: &Path) -> Arc<UnixSocketExchange> {
     Arc::new(UnixSocketExchange::new(Config {
         path: path.to_path_buf(),
         metadata_dir: None,
@@ -38,7 +38,7 @@ fn exchange(path: &Path) -> Arc<UnixSocketExchange> {
 /// A fake agent thread with a fake parser: a request is answered with its
 /// bytes reversed, an unreadable one with "error: <reason>". Returns how many
 /// it answered once `next_request` says the exchange is shut down.
-fn serve(exchange: &Arc<UnixSocketExchange>) -> JoinHandle<usize> {
+pub(crate) fn serve(exchange: &Arc<UnixSocketExchange>) -> JoinHandle<usize> {
     let exchange = Arc::clone(exchange);
     thread::spawn(move || {
         let mut answered = 0;
@@ -54,17 +54,17 @@ fn serve(exchange: &Arc<UnixSocketExchange>) -> JoinHandle<usize> {
     })
 }
 
-fn reversed(s: &str) -> String {
+pub(crate) fn reversed(s: &str) -> String {
     s.chars().rev().collect()
 }
 
-struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+pub(crate) struct Client {
+    pub(crate) reader: BufReader<UnixStream>,
+    pub(crate) writer: UnixStream,
 }
 
 impl Client {
-    fn connect(path: &Path) -> Client {
+    pub(crate) fn connect(path: &Path) -> Client {
         let stream = UnixStream::connect(path).unwrap();
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         Client {
@@ -73,12 +73,12 @@ impl Client {
         }
     }
 
-    fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).unwrap();
     }
 
     /// One response line, without its newline.
-    fn recv(&mut self) -> String {
+    pub(crate) fn recv(&mut self) -> String {
         let mut line = String::new();
         self.reader.read_line(&mut line).unwrap();
         assert!(line.ends_with('\n'), "no complete response line: {line:?}");
@@ -87,7 +87,7 @@ impl Client {
     }
 
     /// The server closed the connection, with nothing more to say.
-    fn assert_closed(&mut self) {
+    pub(crate) fn assert_closed(&mut self) {
         let mut rest = Vec::new();
         match self.reader.read_to_end(&mut rest) {
             Ok(_) => assert!(rest.is_empty(), "unexpected bytes: {rest:?}"),
@@ -377,9 +377,10 @@ fn shutdown_wakes_everyone_and_removes_the_socket() {
     let exchange = exchange(&path);
     exchange.start().unwrap();
 
-    // A client whose request is taken and never answered, and an idle one.
+    // A client whose request is taken and answered only after shutdown, and
+    // an idle one.
     let mut pending = Client::connect(&path);
-    pending.send(b"never answered\n");
+    pending.send(b"answered late\n");
     let taken = exchange.next_request().unwrap().unwrap();
     let mut idle = Client::connect(&path);
 
@@ -406,11 +407,13 @@ fn shutdown_wakes_everyone_and_removes_the_socket() {
     }
     assert!(exchange.next_request().unwrap().is_none());
     assert!(!path.exists(), "socket file left behind");
-    pending.assert_closed();
     idle.assert_closed();
 
-    // Late answers, a second shutdown and a restart are all harmless.
+    // The answer owed still goes out, and closes its connection; a second
+    // shutdown and a restart are harmless.
     exchange.put_response(&taken.id, b"late").unwrap();
+    assert_eq!(pending.recv(), "late");
+    pending.assert_closed();
     exchange.shutdown();
     assert!(exchange.start().is_err(), "shutdown is final");
     assert!(!path.exists());

@@ -1,0 +1,155 @@
+//! `plugins list` as text: one block per plugin file, then conflicts, then
+//! (live) the channels and what superseded generations keep mapped.
+
+use std::fmt::Write as _;
+
+use super::{Entry, View};
+use crate::swap::ReloadReport;
+
+/// `plugins reload`'s report.
+pub fn reload(report: &ReloadReport) -> String {
+    let mut out = String::new();
+    for (what, lines) in [
+        ("loaded", &report.loaded),
+        ("replaced", &report.replaced),
+        ("removed", &report.removed),
+        ("failed", &report.failed),
+    ] {
+        for line in lines {
+            let _ = writeln!(out, "{what}: {line}");
+        }
+    }
+    for channel in &report.restarted {
+        let _ = writeln!(out, "restarted channel: {channel}");
+    }
+    let _ = writeln!(
+        out,
+        "{} unchanged; reloaded in {:.1} ms",
+        report.unchanged, report.duration_ms
+    );
+    out
+}
+
+pub fn text(view: &View) -> String {
+    let mut out = String::new();
+    for problem in &view.dir_problems {
+        let _ = writeln!(out, "{problem}");
+    }
+    if view.plugins.is_empty() {
+        let _ = writeln!(out, "no plugins in {}", view.plugin_dirs.join(", "));
+    }
+    for e in &view.plugins {
+        plugin(&mut out, e);
+    }
+    for c in &view.conflicts {
+        let how = if c.decided_by == "prefer" {
+            "as [commands] prefer says"
+        } else {
+            "first in file-name order"
+        };
+        let _ = writeln!(
+            out,
+            "conflict: {} '{}' is provided by {}; '{}' serves it ({how})",
+            c.kind,
+            c.name,
+            c.plugins.join(", "),
+            c.chosen
+        );
+    }
+    for channel in view.channels.iter().flatten() {
+        match (&channel.exchange, &channel.error) {
+            (Some(exchange), _) => {
+                let _ = writeln!(out, "channel {}: serving ({exchange})", channel.name);
+            }
+            (None, error) => {
+                let _ = writeln!(
+                    out,
+                    "channel {}: not serving: {}",
+                    channel.name,
+                    error.as_deref().unwrap_or("unknown")
+                );
+            }
+        }
+    }
+    if let Some(total) = view.superseded_total.filter(|t| t.mapped_bytes > 0) {
+        let _ = writeln!(
+            out,
+            "superseded: {} generations keep {} mapped; restarting the agent reclaims it",
+            total.generations,
+            bytes(total.mapped_bytes)
+        );
+    }
+    out
+}
+
+fn plugin(out: &mut String, e: &Entry) {
+    let version = if e.version.is_empty() {
+        "-"
+    } else {
+        &e.version
+    };
+    let _ = writeln!(
+        out,
+        "{} {version} [{}] {}",
+        e.name,
+        e.state.as_str(),
+        e.file
+    );
+    for (kind, names) in [
+        ("exchanges", &e.exchanges),
+        ("parsers", &e.parsers),
+        ("commands", &e.commands),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "    {kind}: {}", names.join(", "));
+        }
+    }
+    if !e.shadowed.is_empty() {
+        let _ = writeln!(
+            out,
+            "    served by another plugin: {}",
+            e.shadowed.join(", ")
+        );
+    }
+    if let Some(live) = &e.live {
+        if let Some(generation) = live.generation {
+            let _ = writeln!(
+                out,
+                "    generation {generation}, loaded {}, {} mapped; {} requests, {} failed",
+                live.loaded_at.as_deref().unwrap_or("-"),
+                bytes(live.mapped_bytes),
+                live.requests.served,
+                live.requests.failed
+            );
+        }
+        let on_disk = live.version_on_disk.as_deref();
+        if live.generation.is_some() && on_disk != Some(e.version.as_str()) {
+            let _ = writeln!(out, "    on disk: {}", on_disk.unwrap_or("unreadable"));
+        }
+        if live.changed_on_disk {
+            let _ = writeln!(
+                out,
+                "    the file changed since it was read; a reload is due"
+            );
+        }
+        if live.superseded.generations > 0 {
+            let _ = writeln!(
+                out,
+                "    superseded: {} generations, {} mapped",
+                live.superseded.generations,
+                bytes(live.superseded.mapped_bytes)
+            );
+        }
+    }
+    if let Some(error) = &e.error {
+        let _ = writeln!(out, "    {error}");
+    }
+}
+
+fn bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
+    } else {
+        format!("{} KiB", n.div_ceil(1024))
+    }
+}

@@ -1,0 +1,357 @@
+//! Hot swap: the running agent's plugin set, brought up to date with the
+//! plugin directories without a restart (ARCHITECTURE.md §4.3).
+//!
+//! A reload scans the directories and, for each file that is new or changed
+//! (device, inode, size or mtime), opens a private copy, checks it and runs
+//! its `init`; unchanged files keep their running generation. It then builds a
+//! registry from the result and publishes it in one atomic store. Requests
+//! that hold the old registry finish on the old code; each replaced
+//! generation's `shutdown` runs once nothing references it any more. A
+//! channel whose exchange changed is stopped (its in-flight requests answered
+//! by the old code), and started again on the new one.
+//!
+//! Architecture invariants:
+//! - after a reload the agent serves what a fresh start would load, except
+//!   that a file that fails to load keeps its previous generation serving
+//!   (with the failure recorded);
+//! - reloads never run concurrently (one `state` lock), and the start-up load
+//!   is the first reload;
+//! - no code is unloaded: superseded generations stay mapped and are counted.
+//!
+//! Not here: what triggers a reload ([`watch`], SIGHUP in `run`, the control
+//! socket in `control`).
+
+mod channels;
+mod reload;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Shared;
+use crate::config::Config;
+use crate::host::AgentHost;
+use crate::instance::Instance;
+use crate::loader::Staging;
+use crate::registry::Registry;
+
+pub use channels::ChannelView;
+use channels::Channels;
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Start,
+    /// A change in a plugin directory.
+    Watch,
+    Signal,
+    /// `nova-agent plugins reload`.
+    Request,
+}
+
+impl Trigger {
+    /// Whether a file whose last load failed is tried again although it has
+    /// not changed (its `init` may depend on the system): on explicit asks.
+    fn retries_failures(self) -> bool {
+        matches!(self, Trigger::Signal | Trigger::Request)
+    }
+}
+
+/// What a reload did, for the log and `plugins reload`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// `name version (generation N)` of plugins that were not serving before.
+    pub loaded: Vec<String>,
+    /// `name old → new (generation N)`.
+    pub replaced: Vec<String>,
+    pub removed: Vec<String>,
+    /// `file: reason`.
+    pub failed: Vec<String>,
+    pub unchanged: usize,
+    /// Channels stopped and started again on a new exchange.
+    pub restarted: Vec<String>,
+    pub duration_ms: f64,
+}
+
+impl ReloadReport {
+    pub fn changed(&self) -> bool {
+        !(self.loaded.is_empty()
+            && self.replaced.is_empty()
+            && self.removed.is_empty()
+            && self.failed.is_empty()
+            && self.restarted.is_empty())
+    }
+}
+
+/// The running agent's plugins and channels.
+pub struct Plugins {
+    pub shared: Arc<Shared>,
+    host: AgentHost,
+    staging: Result<Staging, String>,
+    state: Mutex<State>,
+    channel_views: ArcSwap<Vec<ChannelView>>,
+}
+
+struct State {
+    memory: reload::Memory,
+    channels: Channels,
+    /// The superseded bytes past which the next warning is due.
+    next_warning: u64,
+}
+
+/// How long a retired generation may stay referenced before the agent says
+/// so (it keeps waiting).
+const RETIRE_PATIENCE: Duration = Duration::from_secs(30);
+
+impl Plugins {
+    pub fn new(config: Arc<Config>, host: AgentHost) -> Plugins {
+        let staging = Staging::prepare(&config.state_dir);
+        if let Err(e) = &staging {
+            tracing::warn!(
+                "hot swap is unavailable: {e}; plugins are loaded from their files, \
+                 and a changed file needs an agent restart"
+            );
+        }
+        let channels = Channels::new(&config.channels);
+        let next_warning = config.warn_superseded_bytes;
+        let empty = Registry::assemble(Vec::new(), BTreeMap::new(), &[], &config);
+        Plugins {
+            shared: Arc::new(Shared {
+                registry: Arc::new(ArcSwap::from_pointee(empty)),
+                config,
+                stopping: Default::default(),
+            }),
+            host,
+            staging,
+            state: Mutex::new(State {
+                memory: reload::Memory::default(),
+                channels,
+                next_warning,
+            }),
+            channel_views: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn registry(&self) -> arc_swap::Guard<Arc<Registry>> {
+        self.shared.registry.load()
+    }
+
+    pub fn channels(&self) -> Arc<Vec<ChannelView>> {
+        self.channel_views.load_full()
+    }
+
+    /// Brings plugins and channels up to date with the plugin directories.
+    pub fn reload(&self, trigger: Trigger) -> ReloadReport {
+        let started = Instant::now();
+        let mut state = self.lock();
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return ReloadReport::default();
+        }
+        let current = self.shared.registry.load_full();
+        let inputs = reload::Inputs {
+            config: &self.shared.config,
+            host: &self.host,
+            staging: self.staging.as_ref().ok(),
+            trigger,
+        };
+        let (records, mut report) = reload::pass(&current, &inputs, &mut state.memory);
+
+        let mut retired: Vec<Arc<Instance>> = current
+            .instances()
+            .filter(|old| !records.iter().any(|r| same(&r.instance, old)))
+            .cloned()
+            .collect();
+        for gone in &retired {
+            let kept_name = records
+                .iter()
+                .any(|r| r.instance.as_ref().is_some_and(|i| i.name() == gone.name()));
+            if !kept_name {
+                report.removed.push(format!(
+                    "{} {} ({})",
+                    gone.name(),
+                    gone.manifest.version,
+                    gone.origin.file.display()
+                ));
+            }
+        }
+        let superseded = reload::count_superseded(&current, &records, &retired);
+        let mut registry =
+            Registry::assemble(records, superseded, &current.conflicts, &self.shared.config);
+        registry.dir_problems = reload::dir_problems(&self.shared.config, &current);
+        if trigger == Trigger::Start {
+            registry.warn_about_config(&self.shared.config);
+        }
+        drop(current);
+
+        // Channels whose exchange changes stop first, so that their last
+        // requests are answered by the code that took them.
+        let restart = state.channels.stale(&registry);
+        state.channels.stop(&restart);
+        let commands = registry.callable_commands(&self.shared.config);
+        self.shared.registry.store(Arc::new(registry));
+        self.host.command_names.store(Arc::new(commands));
+
+        // An exchange's old generation must be shut down before its channel
+        // starts on the new one: a XenStore request must not be seen by two
+        // generations at once.
+        let (exchanges, others): (Vec<_>, Vec<_>) = retired
+            .drain(..)
+            .partition(|instance| !instance.exchanges.is_empty());
+        for instance in exchanges {
+            retire(instance);
+        }
+        if !others.is_empty() {
+            let spawned = std::thread::Builder::new()
+                .name("retire".into())
+                .spawn(move || others.into_iter().for_each(retire));
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start a thread to retire old plugin generations: {e}");
+            }
+        }
+        let registry = self.shared.registry.load_full();
+        report.restarted = state.channels.start(&restart, &registry, &self.shared);
+        self.channel_views.store(Arc::new(state.channels.views()));
+        self.warn_about_superseded(&mut state, &registry);
+        report.unchanged = registry
+            .plugins
+            .iter()
+            .filter(|r| r.instance.is_some())
+            .count()
+            .saturating_sub(report.loaded.len() + report.replaced.len());
+        report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+        log(&report, trigger);
+        report
+    }
+
+    /// The number of channels serving.
+    pub fn serving_channels(&self) -> usize {
+        self.channel_views
+            .load()
+            .iter()
+            .filter(|c| c.error.is_none())
+            .count()
+    }
+
+    /// Stops every channel (their in-flight requests finish), then retires
+    /// every generation.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        let mut state = self.lock();
+        state.channels.stop_all();
+        self.shared.registry.load().shutdown();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn warn_about_superseded(&self, state: &mut State, registry: &Registry) {
+        let (generations, bytes) = registry
+            .superseded
+            .values()
+            .fold((0, 0), |(g, b), s| (g + s.generations, b + s.mapped_bytes));
+        if bytes < state.next_warning {
+            return;
+        }
+        let step = self.shared.config.warn_superseded_bytes;
+        state.next_warning = (bytes / step + 1) * step;
+        tracing::warn!(
+            "{generations} replaced plugin generations keep {:.1} MiB of code mapped; \
+             restarting the agent would reclaim it",
+            bytes as f64 / (1 << 20) as f64
+        );
+    }
+}
+
+fn same(slot: &Option<Arc<Instance>>, instance: &Arc<Instance>) -> bool {
+    slot.as_ref().is_some_and(|i| Arc::ptr_eq(i, instance))
+}
+
+/// Waits until nothing but this function references `instance` (its last
+/// request is done), then runs its `shutdown`.
+fn retire(instance: Arc<Instance>) {
+    let started = Instant::now();
+    let mut complained = false;
+    while Arc::strong_count(&instance) > 1 {
+        if !complained && started.elapsed() > RETIRE_PATIENCE {
+            tracing::warn!(
+                plugin = instance.name(),
+                "generation {} still has requests in flight after {RETIRE_PATIENCE:?}; \
+                 its shutdown waits for them",
+                instance.generation
+            );
+            complained = true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    instance.shutdown();
+}
+
+fn log(report: &ReloadReport, trigger: Trigger) {
+    for line in &report.loaded {
+        tracing::info!("plugin loaded: {line}");
+    }
+    for line in &report.replaced {
+        tracing::info!("plugin replaced: {line}");
+    }
+    for line in &report.removed {
+        tracing::info!("plugin removed: {line}");
+    }
+    for line in &report.failed {
+        tracing::warn!("plugin not loaded: {line}");
+    }
+    for channel in &report.restarted {
+        tracing::info!(channel = %channel, "channel restarted on its new exchange");
+    }
+    if trigger != Trigger::Start && report.changed() {
+        tracing::info!("plugins reloaded in {:.1} ms", report.duration_ms);
+    }
+}
+
+/// A job for the reload thread, with where to send its report.
+pub struct ReloadJob {
+    pub trigger: Trigger,
+    pub reply: Option<mpsc::Sender<ReloadReport>>,
+}
+
+/// Runs reloads on a thread of their own, one at a time; jobs that queued up
+/// meanwhile share the next run.
+/// It ends once the agent is stopping (and a job wakes it) or every sender
+/// is gone; a job left unserved has its reply dropped.
+pub fn spawn_reloader(
+    plugins: Arc<Plugins>,
+    jobs: mpsc::Receiver<ReloadJob>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rx = jobs;
+    std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                if plugins.shared.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                let mut jobs = vec![first];
+                jobs.extend(rx.try_iter());
+                let trigger = jobs
+                    .iter()
+                    .map(|j| j.trigger)
+                    .find(|t| t.retries_failures())
+                    .unwrap_or(jobs[0].trigger);
+                let report = plugins.reload(trigger);
+                for job in jobs {
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(report.clone());
+                    }
+                }
+            }
+        })
+}

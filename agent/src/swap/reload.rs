@@ -1,0 +1,303 @@
+//! One reload's pass over the plugin files: which generation serves each
+//! file, in load order, with the same rules as a fresh start (the first file
+//! in name order wins a plugin name; `enabled = false` disables).
+//!
+//! A file is opened again only when its content changed, or, after a failed
+//! open, when asked explicitly (SIGHUP, `plugins reload`): every open maps a
+//! new copy that is never unmapped. A module that opened but does not serve
+//! (disabled, a duplicate name, a failed `init`) is kept in its record and
+//! decided on again without reopening.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::host::AgentHost;
+use crate::instance::Instance;
+use crate::loader::{self, FileId, Opened, PluginRecord, Staging, State};
+use crate::registry::{Registry, Superseded};
+
+use super::{ReloadReport, Trigger};
+
+pub(super) struct Inputs<'a> {
+    pub config: &'a Config,
+    pub host: &'a AgentHost,
+    pub staging: Option<&'a Staging>,
+    pub trigger: Trigger,
+}
+
+/// What the running agent remembers between reloads.
+#[derive(Default)]
+pub(super) struct Memory {
+    /// The last generation number used, by plugin name.
+    pub generations: HashMap<String, u64>,
+    /// Files opened without a staged copy (start-up without a staging
+    /// directory): `dlopen` would return their old code if asked again.
+    pub opened_in_place: HashSet<PathBuf>,
+}
+
+/// The records for the files now in the plugin directories, and what
+/// changed.
+pub(super) fn pass(
+    current: &Registry,
+    inputs: &Inputs<'_>,
+    memory: &mut Memory,
+) -> (Vec<PluginRecord>, ReloadReport) {
+    let (files, _) = loader::scan(&inputs.config.plugin_dirs);
+    let mut pass = Pass {
+        inputs,
+        memory,
+        report: ReloadReport::default(),
+        taken: HashMap::new(),
+    };
+    let mut records = Vec::new();
+    for file in files {
+        let previous = current.plugins.iter().find(|r| r.file == file);
+        let id = loader::current_id(&file);
+        let record = match previous {
+            Some(previous) if id.is_some() && previous.seen == id => pass.revisit(previous),
+            _ => pass.fresh(file, id, previous.and_then(|p| p.instance.clone())),
+        };
+        if let Some(instance) = &record.instance {
+            pass.taken
+                .insert(instance.name().to_owned(), record.file.clone());
+        }
+        records.push(record);
+    }
+    (records, pass.report)
+}
+
+/// Adds to `superseded` the retired generations, and the modules that opened
+/// without serving and are now left behind (their code stays mapped too).
+pub(super) fn count_superseded(
+    current: &Registry,
+    records: &[PluginRecord],
+    retired: &[Arc<Instance>],
+) -> BTreeMap<String, Superseded> {
+    let mut superseded = current.superseded.clone();
+    for gone in retired {
+        let entry = superseded.entry(gone.name().to_owned()).or_default();
+        let (served, failed) = gone.requests();
+        entry.generations += 1;
+        entry.mapped_bytes += gone.origin.mapped_bytes;
+        entry.served += served;
+        entry.failed += failed;
+    }
+    let still_held = |origin: &crate::instance::Origin| {
+        records.iter().any(|r| {
+            r.opened
+                .as_ref()
+                .is_some_and(|o| same_origin(&o.origin, origin))
+                || r.instance
+                    .as_ref()
+                    .is_some_and(|i| same_origin(&i.origin, origin))
+        })
+    };
+    for record in &current.plugins {
+        if let Some(opened) = &record.opened {
+            if !still_held(&opened.origin) {
+                superseded
+                    .entry(opened.manifest.name.clone())
+                    .or_default()
+                    .mapped_bytes += opened.origin.mapped_bytes;
+            }
+        }
+    }
+    superseded
+}
+
+fn same_origin(a: &crate::instance::Origin, b: &crate::instance::Origin) -> bool {
+    a.file == b.file && a.id == b.id
+}
+
+/// The directories that cannot be read; a problem is logged when it first
+/// appears.
+pub(super) fn dir_problems(config: &Config, current: &Registry) -> Vec<(PathBuf, String)> {
+    let (_, problems) = loader::scan(&config.plugin_dirs);
+    let problems: Vec<(PathBuf, String)> =
+        problems.into_iter().map(|p| (p.dir, p.message)).collect();
+    for (dir, problem) in &problems {
+        if !current.dir_problems.iter().any(|(d, _)| d == dir) {
+            tracing::warn!("plugin directory {}: {problem}", dir.display());
+        }
+    }
+    problems
+}
+
+struct Pass<'a, 'b> {
+    inputs: &'a Inputs<'b>,
+    memory: &'a mut Memory,
+    report: ReloadReport,
+    /// Plugin name → the file serving it in this pass.
+    taken: HashMap<String, PathBuf>,
+}
+
+impl Pass<'_, '_> {
+    /// A file whose content is the one its record describes.
+    fn revisit(&mut self, previous: &PluginRecord) -> PluginRecord {
+        let retry = self.inputs.trigger.retries_failures();
+        match (&previous.instance, &previous.opened) {
+            // A failed init is tried again only when asked.
+            (serving, Some(opened)) if !previous.init_failed || retry => {
+                self.decide(opened.clone(), serving.clone())
+            }
+            (Some(instance), _) => match self.taken.get(instance.name()) {
+                // An earlier file took the name: that file serves it now.
+                Some(winner) => {
+                    let opened = Opened {
+                        root: instance.root,
+                        manifest: instance.manifest.clone(),
+                        origin: instance.origin.clone(),
+                    };
+                    let reason = already_loaded(instance.name(), winner);
+                    self.fail(&previous.file, &reason);
+                    let mut record = PluginRecord::opened(previous.file.clone(), opened);
+                    record.set_error(reason);
+                    record
+                }
+                None => previous.clone(),
+            },
+            (None, None) if retry => self.fresh(previous.file.clone(), previous.seen, None),
+            _ => previous.clone(),
+        }
+    }
+
+    /// A new or changed file, opened from a private copy.
+    fn fresh(
+        &mut self,
+        file: PathBuf,
+        id: Option<FileId>,
+        serving: Option<Arc<Instance>>,
+    ) -> PluginRecord {
+        match self.open(&file) {
+            Ok(opened) => self.decide(opened, serving),
+            Err((state, reason)) => {
+                self.fail(&file, &reason);
+                let mut record = match &serving {
+                    Some(instance) => PluginRecord {
+                        file: file.clone(),
+                        manifest: instance.manifest.clone(),
+                        state: State::Loaded,
+                        error: Some(keeps_serving(&reason, instance)),
+                        instance: Some(Arc::clone(instance)),
+                        opened: None,
+                        init_failed: false,
+                        seen: None,
+                        manifest_from_disk: false,
+                    },
+                    None => PluginRecord::failed(file, state, reason),
+                };
+                record.seen = id;
+                record
+            }
+        }
+    }
+
+    /// Whether an opened module serves: its name must be free and enabled,
+    /// and its `init` succeed. `serving` is the file's current generation.
+    fn decide(&mut self, opened: Opened, serving: Option<Arc<Instance>>) -> PluginRecord {
+        let file = opened.origin.file.clone();
+        let name = opened.manifest.name.clone();
+        let mut record = PluginRecord::opened(file.clone(), opened.clone());
+        if let Some(winner) = self.taken.get(&name) {
+            let reason = already_loaded(&name, winner);
+            self.fail(&file, &reason);
+            record.set_error(reason);
+            return record;
+        }
+        if !record.enable(self.inputs.config) {
+            return record;
+        }
+        if let Some(instance) = serving
+            .as_ref()
+            .filter(|i| same_origin(&i.origin, &opened.origin))
+        {
+            // Unchanged and already serving: nothing to do.
+            record.instance = Some(Arc::clone(instance));
+            record.opened = None;
+            return record;
+        }
+        let generation = self.memory.generations.get(&name).copied().unwrap_or(0) + 1;
+        let Opened {
+            root,
+            manifest,
+            origin,
+        } = opened;
+        let inputs = self.inputs;
+        match Instance::init(
+            root,
+            manifest,
+            origin,
+            generation,
+            inputs.config,
+            inputs.host,
+        ) {
+            Ok(instance) => {
+                self.memory.generations.insert(name.clone(), generation);
+                let new = &instance.manifest.version;
+                match serving.filter(|old| old.name() == name) {
+                    Some(old) => self.report.replaced.push(format!(
+                        "{name} {} -> {new} (generation {generation}, {})",
+                        old.manifest.version,
+                        file.display()
+                    )),
+                    None => self.report.loaded.push(format!(
+                        "{name} {new} (generation {generation}, {})",
+                        file.display()
+                    )),
+                }
+                record.instance = Some(Arc::new(instance));
+                record.opened = None;
+                record
+            }
+            Err(reason) => {
+                self.fail(&file, &reason);
+                record.init_failed = true;
+                match serving.filter(|old| old.name() == name) {
+                    // The manifest shown stays the new file's: its version is
+                    // the one on disk.
+                    Some(old) => {
+                        record.error = Some(keeps_serving(&reason, &old));
+                        record.instance = Some(old);
+                    }
+                    None => record.set_error(reason),
+                }
+                record
+            }
+        }
+    }
+
+    fn open(&mut self, file: &Path) -> Result<Opened, loader::OpenFailure> {
+        let staging = self.inputs.staging;
+        if staging.is_none() && !self.memory.opened_in_place.insert(file.to_path_buf()) {
+            return Err((
+                State::Error,
+                "changed since it was loaded, and without a staging directory under state_dir \
+                 the new build cannot be opened; restart the agent"
+                    .to_owned(),
+            ));
+        }
+        loader::open_for_serving(file, &self.inputs.config.plugin_dirs, staging)
+    }
+
+    fn fail(&mut self, file: &Path, reason: &str) {
+        self.report
+            .failed
+            .push(format!("{}: {reason}", file.display()));
+    }
+}
+
+fn already_loaded(name: &str, winner: &Path) -> String {
+    format!(
+        "plugin '{name}' is already loaded from {}",
+        winner.display()
+    )
+}
+
+fn keeps_serving(reason: &str, instance: &Instance) -> String {
+    format!(
+        "{reason}; generation {} (version {}) keeps serving",
+        instance.generation, instance.manifest.version
+    )
+}

@@ -1,0 +1,292 @@
+//! Hot swap end to end: plugin files replaced, broken, deleted and reloaded
+//! under a running agent, with requests flowing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nova_agent_tests::{nova, plugin, test_plugin, Agent, Client, Sandbox};
+
+const WAIT: Duration = Duration::from_secs(30);
+const SWAP_FILE: &str = "libswap.so";
+
+/// json, unix-socket and the swap fixture (`build`) as `libswap.so`; its
+/// `version` and `features` are the only commands. `extra` is appended to
+/// the config.
+fn swap_sandbox(build: &str, extra: &str) -> Sandbox {
+    let sandbox = Sandbox::empty();
+    sandbox.add_plugin(&plugin("json"));
+    sandbox.add_plugin(&plugin("unix-socket"));
+    sandbox.install_as(&test_plugin(&format!("swap-{build}")), SWAP_FILE);
+    sandbox.write_config(extra);
+    sandbox
+}
+
+fn version_of(build: &str) -> String {
+    nova("0", &format!("swap-{build}"))
+}
+
+/// Polls `version` on fresh connections until it answers `expected`.
+fn wait_for_answer(agent: &Agent, expected: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = agent.call("version");
+        if answer == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "still {answer}, not {expected}; log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A client sending `version` and `features` on one connection back to back
+/// until stopped; returns every answer.
+fn load(agent: &Agent, stop: &Arc<AtomicBool>) -> JoinHandle<Vec<String>> {
+    let mut client = Client::connect(&agent.socket);
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let mut answers = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            for name in ["version", "features"] {
+                answers.push(client.request(&format!("{{\"name\": \"{name}\"}}")));
+            }
+        }
+        answers
+    })
+}
+
+#[test]
+fn fifty_swaps_under_continuous_requests_lose_none() {
+    let sandbox = swap_sandbox("v2", "");
+    let agent = sandbox.start();
+    assert_eq!(agent.call("version"), version_of("v2"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2).map(|_| load(&agent, &stop)).collect();
+    for swap in 1..=50 {
+        let build = if swap % 2 == 1 { "v1" } else { "v2" };
+        sandbox.install_as(&test_plugin(&format!("swap-{build}")), SWAP_FILE);
+        wait_for_answer(&agent, &version_of(build));
+    }
+    stop.store(true, Ordering::Relaxed);
+
+    let allowed = [
+        version_of("v1"),
+        version_of("v2"),
+        nova("0", "version,features from swap-v1"),
+        nova("0", "version,features from swap-v2"),
+    ];
+    let mut total = 0;
+    for client in clients {
+        let answers = client.join().expect("a load client failed");
+        assert!(answers.len() > 100, "only {} answers", answers.len());
+        for answer in &answers {
+            assert!(allowed.contains(answer), "unexpected answer {answer}");
+        }
+        total += answers.len();
+    }
+    assert_eq!(agent.call("version"), version_of("v2"));
+    assert_eq!(
+        agent.log().matches("plugin replaced: swap-fixture").count(),
+        50
+    );
+
+    let entry = sandbox.plugin_entry("swap-fixture");
+    assert_eq!(entry["state"], "loaded");
+    assert_eq!(entry["version"], "2.0.0");
+    assert_eq!(entry["version_on_disk"], "2.0.0");
+    assert_eq!(entry["generation"], 51);
+    assert_eq!(entry["error"], serde_json::Value::Null);
+    assert_eq!(entry["superseded"]["generations"], 50);
+    let mapped = entry["superseded"]["mapped_bytes"].as_u64().unwrap();
+    assert!(
+        mapped >= 50 * entry["mapped_bytes"].as_u64().unwrap() / 2,
+        "{entry:#}"
+    );
+    let served = entry["requests"]["served"].as_u64().unwrap()
+        + entry["superseded"]["served"].as_u64().unwrap();
+    assert!(
+        served >= total as u64 / 2,
+        "{served} served of {total}: {entry:#}"
+    );
+    assert_eq!(entry["requests"]["failed"], 0);
+    assert_eq!(entry["superseded"]["failed"], 0);
+    eprintln!("{total} requests answered during 50 swaps");
+}
+
+#[test]
+fn a_broken_build_keeps_the_old_one_serving_and_says_why() {
+    let sandbox = swap_sandbox("v1", "");
+    let agent = sandbox.start();
+    let expect_error = |count: usize, needle: &str, on_disk: serde_json::Value| {
+        agent.wait_for_logged("plugin not loaded:", count);
+        assert_eq!(agent.call("version"), version_of("v1"));
+        let entry = sandbox.plugin_entry("swap-fixture");
+        assert_eq!(entry["state"], "loaded", "{entry:#}");
+        assert_eq!(entry["version"], "1.0.0", "{entry:#}");
+        assert_eq!(entry["generation"], 1, "{entry:#}");
+        assert_eq!(entry["version_on_disk"], on_disk, "{entry:#}");
+        let error = entry["error"].as_str().unwrap_or_default();
+        assert!(error.contains(needle), "{entry:#}");
+        assert!(
+            error.ends_with("; generation 1 (version 1.0.0) keeps serving"),
+            "{entry:#}"
+        );
+    };
+
+    sandbox.install_as(&test_plugin("old-api"), SWAP_FILE);
+    expect_error(1, "plugin-api 0.1 expected", serde_json::Value::Null);
+
+    let garbage = sandbox.plugins.join("garbage");
+    std::fs::write(&garbage, b"\x7fELF but not really").unwrap();
+    sandbox.install_as(&garbage, SWAP_FILE);
+    expect_error(2, "cannot load", serde_json::Value::Null);
+
+    sandbox.install_as(&test_plugin("swap-init-error"), SWAP_FILE);
+    expect_error(
+        3,
+        "init failed: the fixture's init refuses to start",
+        "3.0.0".into(),
+    );
+
+    sandbox.install_as(&test_plugin("swap-v2"), SWAP_FILE);
+    wait_for_answer(&agent, &version_of("v2"));
+    let entry = sandbox.plugin_entry("swap-fixture");
+    assert_eq!(entry["generation"], 2, "{entry:#}");
+    assert_eq!(entry["error"], serde_json::Value::Null, "{entry:#}");
+    assert_eq!(entry["superseded"]["generations"], 1, "{entry:#}");
+    // The builds that failed after opening stay mapped, and are counted.
+    assert!(
+        entry["superseded"]["mapped_bytes"].as_u64().unwrap()
+            > entry["mapped_bytes"].as_u64().unwrap(),
+        "{entry:#}"
+    );
+}
+
+#[test]
+fn a_deleted_plugin_finishes_its_request_then_is_gone() {
+    let sandbox = Sandbox::with_builtins();
+    let probe = sandbox.add_plugin(&test_plugin("probe"));
+    let agent = sandbox.start();
+    let mut napping = agent.connect();
+    napping.send(b"{\"name\": \"nap\", \"value\": 600}\n");
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::remove_file(&probe).unwrap();
+    agent.wait_for_log("plugin removed: probe-fixture");
+    assert_eq!(
+        agent.request(r#"{"name": "nap", "value": 1}"#),
+        nova("404", "No such agent command 'nap'")
+    );
+    assert_eq!(napping.read_line(), nova("0", "slept 600 ms"));
+    assert_eq!(agent.call("version"), nova("0", "2.0.0"));
+    assert!(sandbox
+        .plugins_json()
+        .iter()
+        .all(|p| p["name"] != "probe-fixture"));
+    agent.wait_for_log("shutting down generation 1");
+}
+
+#[test]
+fn sighup_and_plugins_reload_retry_what_a_directory_change_does_not() {
+    let sandbox = swap_sandbox("v1", "");
+    let ready = sandbox.path().join("ready");
+    sandbox.write_config(&format!(
+        "[plugins.swap-fixture]\nready_file = \"{}\"\n",
+        ready.display()
+    ));
+    let mut agent = sandbox.start();
+    let unknown = nova("404", "No such agent command 'version'");
+    assert_eq!(agent.call("version"), unknown);
+    let entry = sandbox.plugin_entry("swap-fixture");
+    assert_eq!(entry["state"], "error", "{entry:#}");
+    assert!(
+        entry["error"].as_str().unwrap().contains("waiting for"),
+        "{entry:#}"
+    );
+
+    // Nothing in the plugin directory changed: no reload on its own.
+    std::fs::write(&ready, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(agent.call("version"), unknown);
+    unsafe { libc::kill(agent.pid(), libc::SIGHUP) };
+    wait_for_answer(&agent, &version_of("v1"));
+
+    // A new build that cannot start yet: v1 keeps serving.
+    std::fs::remove_file(&ready).unwrap();
+    sandbox.install_as(&test_plugin("swap-v2"), SWAP_FILE);
+    agent.wait_for_logged("plugin not loaded:", 2);
+    assert_eq!(agent.call("version"), version_of("v1"));
+    std::fs::write(&ready, b"").unwrap();
+    let out = sandbox.cli(&["plugins", "reload"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        report.contains("replaced: swap-fixture 1.0.0 -> 2.0.0 (generation 2, "),
+        "{report}"
+    );
+    assert!(report.contains("reloaded in "), "{report}");
+    assert_eq!(agent.call("version"), version_of("v2"));
+
+    // Nothing changed: a reload reports it and succeeds.
+    let out = sandbox.cli(&["plugins", "reload", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["unchanged"], 3, "{report:#}");
+    assert_eq!(report["replaced"], serde_json::json!([]), "{report:#}");
+
+    let (status, _) = agent.stop_with(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    let out = sandbox.cli(&["plugins", "reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no agent is running"), "{stderr}");
+    assert!(!sandbox.path().join("run/control.sock").exists());
+}
+
+#[test]
+fn a_failed_reload_exits_1_and_the_live_list_shows_channels() {
+    let sandbox = swap_sandbox("v1", "");
+    let agent = sandbox.start();
+    sandbox.install_as(&test_plugin("swap-init-error"), SWAP_FILE);
+    agent.wait_for_logged("plugin not loaded:", 1);
+    let out = sandbox.cli(&["plugins", "reload"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("failed: "), "{report}");
+    assert!(report.contains("init failed"), "{report}");
+    let out = sandbox.cli(&["plugins", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("channel unix-socket+json: serving (unix-socket generation 1)"),
+        "{text}"
+    );
+    assert!(text.contains("    on disk: 3.0.0"), "{text}");
+    assert!(text.contains("    generation 1, loaded "), "{text}");
+    assert_eq!(agent.call("version"), version_of("v1"));
+}
+
+#[test]
+fn the_unix_socket_exchange_swaps_and_its_request_in_flight_is_answered() {
+    let sandbox = Sandbox::with_builtins();
+    sandbox.add_plugin(&test_plugin("probe"));
+    let agent = sandbox.start();
+    let mut napping = agent.connect();
+    napping.send(b"{\"name\": \"nap\", \"value\": 500}\n");
+    std::thread::sleep(Duration::from_millis(100));
+    sandbox.install_as(
+        &plugin("unix-socket"),
+        "libnova_agent_plugin_unix_socket.so",
+    );
+    agent.wait_for_log("channel restarted on its new exchange");
+    assert_eq!(napping.read_line(), nova("0", "slept 500 ms"));
+    assert!(napping.at_eof());
+    assert_eq!(agent.call("version"), nova("0", "2.0.0"));
+    let entry = sandbox.plugin_entry("unix-socket");
+    assert_eq!(entry["generation"], 2, "{entry:#}");
+    assert!(agent.log().contains("shutting down generation 1"));
+}
