@@ -75,6 +75,9 @@ pub enum PluginsCommand {
         /// Print the report as JSON
         #[arg(long)]
         json: bool,
+        /// Exit 0 quietly when no agent is running (for package triggers)
+        #[arg(long)]
+        if_running: bool,
     },
 }
 

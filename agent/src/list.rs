@@ -91,26 +91,25 @@ pub fn list(config: &Config, json: bool) -> Result<String> {
     Ok(render::text(&view))
 }
 
-/// `plugins reload`: asks the running agent, prints its report; `true` when
-/// nothing failed.
-pub fn reload(config: &Config, json: bool) -> Result<(String, bool)> {
+/// `plugins reload`: asks the running agent; its report, and `true` when
+/// nothing failed. `None` when no agent is running.
+pub fn reload(config: &Config, json: bool) -> Result<Option<(String, bool)>> {
     let Some(value) = control::request(
         &config.run_dir,
         control::Request::Reload,
         Duration::from_secs(300),
     )?
     else {
-        anyhow::bail!(
-            "no agent is running (nothing answers on {}); plugins load when it starts",
-            control::socket_path(&config.run_dir).display()
-        );
+        return Ok(None);
     };
     let report: ReloadReport = serde_json::from_value(value)?;
     let ok = report.failed.is_empty();
-    if json {
-        return Ok((serde_json::to_string_pretty(&report)? + "\n", ok));
-    }
-    Ok((render::reload(&report), ok))
+    let text = if json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        render::reload(&report)
+    };
+    Ok(Some((text, ok)))
 }
 
 /// The files inspected by this process.

@@ -41,12 +41,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", list::list(&config, *json)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugins(PluginsCommand::Reload { json }) => {
+        Command::Plugins(PluginsCommand::Reload { json, if_running }) => {
             let config = load()?;
             logging::init("error");
-            let (report, ok) = list::reload(&config, *json)?;
-            print!("{report}");
-            Ok(success(ok))
+            match list::reload(&config, *json)? {
+                Some((report, ok)) => {
+                    print!("{report}");
+                    Ok(success(ok))
+                }
+                None if *if_running => Ok(ExitCode::SUCCESS),
+                None => anyhow::bail!(
+                    "no agent is running (nothing answers on {}); plugins load when it starts",
+                    nova_agent::control::socket_path(&config.run_dir).display()
+                ),
+            }
         }
         Command::Config(ConfigCommand::Check) => {
             let config = load()?;

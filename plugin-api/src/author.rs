@@ -37,7 +37,12 @@ pub trait Exchange: Send + Sync + 'static {
     fn metadata_list(&self, _dir: &str) -> Result<Vec<String>, PluginError> {
         Ok(Vec::new())
     }
-    /// Wakes every blocked `next_request` and closes the transport.
+    /// Stops taking requests: wakes every blocked `next_request` (they
+    /// return `Ok(None)`). A request already handed out must still get its
+    /// `put_response` delivered: on a hot swap the agent lets the workers
+    /// finish, then runs the instance's `on_shutdown` hook, and only then
+    /// starts the new build's exchange. Close what is left of the transport
+    /// there, or once the last answer is out.
     fn shutdown(&self);
 }
 
@@ -194,7 +199,10 @@ impl Provides {
         self
     }
 
-    /// Runs when the agent retires this instance (exit or hot swap).
+    /// Runs when the agent retires this instance (exit or hot swap), once
+    /// no request is inside its code any more. Stop every thread the plugin
+    /// started here: the code of a replaced build stays mapped, and a thread
+    /// left running keeps running the old code.
     pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
         self.on_shutdown = Some(Box::new(hook));
         self

@@ -95,7 +95,10 @@ pub trait FfiExchange: Send + Sync {
     fn max_response_len(&self) -> ROption<u64>;
     fn metadata_read(&self, key: RStr<'_>) -> RResult<ROption<RString>, PluginError>;
     fn metadata_list(&self, dir: RStr<'_>) -> RResult<RVec<RString>, PluginError>;
-    /// Wakes every `next_request` (they return `RNone`) and closes the transport.
+    /// Stops taking requests: wakes every `next_request` (they return
+    /// `RNone`). Responses to requests already handed out are still
+    /// delivered; the transport closes by the lifecycle's `shutdown` at the
+    /// latest.
     #[sabi(last_prefix_field)]
     fn shutdown(&self);
 }

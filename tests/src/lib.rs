@@ -53,7 +53,10 @@ pub fn build_without_fixtures() {
 fn build_workspace(profile_dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
-    command.args(["build", "--quiet"]);
+    // From the workspace root: inside a member's directory a plain `cargo
+    // build` builds that member only, not the default members.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    command.current_dir(workspace).args(["build", "--quiet"]);
     if !WITHOUT_FIXTURES.load(std::sync::atomic::Ordering::SeqCst) {
         command.arg("--workspace");
     }

@@ -290,3 +290,92 @@ fn the_unix_socket_exchange_swaps_and_its_request_in_flight_is_answered() {
     assert_eq!(entry["generation"], 2, "{entry:#}");
     assert!(agent.log().contains("shutting down generation 1"));
 }
+
+/// A `nova-agent` on PATH that runs the real one with the sandbox's config,
+/// as the package scripts call it (they name no config).
+fn agent_on_path(sandbox: &Sandbox) -> String {
+    let bin = sandbox.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("nova-agent");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} \"$@\" --config {}\n",
+            nova_agent_tests::agent_bin().display(),
+            sandbox.config.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn packaging(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging")
+        .join(path)
+}
+
+#[test]
+fn the_package_triggers_ask_the_running_agent_to_reload_and_are_quiet_without_one() {
+    let sandbox = swap_sandbox("v1", "");
+    let path = agent_on_path(&sandbox);
+    let triggers = std::fs::read_to_string(packaging("debian/nova-agent.triggers")).unwrap();
+    assert!(triggers.contains("\ninterest-noawait /usr/lib/nova-agent/plugins\n"));
+    let spec = std::fs::read_to_string(packaging("rpm/plugin-triggers.spec")).unwrap();
+    let rpm_bodies: Vec<&str> = spec
+        .split("%filetrigger")
+        .skip(1)
+        .map(|block| block.lines().nth(1).unwrap())
+        .collect();
+    assert_eq!(rpm_bodies.len(), 2, "{spec}");
+
+    let postinst = || {
+        std::process::Command::new("sh")
+            .arg(packaging("debian/nova-agent.postinst"))
+            .args(["triggered", "/usr/lib/nova-agent/plugins"])
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let rpm = |body: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", body])
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    // No agent: nothing to do, nothing printed, success.
+    for out in [postinst(), rpm(rpm_bodies[0]), rpm(rpm_bodies[1])] {
+        assert!(out.status.success(), "{out:?}");
+        assert!(out.stderr.is_empty(), "{out:?}");
+    }
+
+    let agent = sandbox.start();
+    let out = postinst();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 unchanged"),
+        "{out:?}"
+    );
+    for body in &rpm_bodies {
+        assert!(rpm(body).status.success());
+    }
+    agent.wait_for_logged("control request Reload", 3);
+
+    // A plugin that does not load: reported, and the package operation
+    // still succeeds.
+    std::fs::write(sandbox.plugins.join("libbroken.so"), b"not a library").unwrap();
+    let out = postinst();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a plugin did not load"), "{stderr}");
+}
