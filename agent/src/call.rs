@@ -3,9 +3,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::CallArgs;
 use crate::config::Config;
@@ -28,7 +28,9 @@ pub fn call(args: &CallArgs, config: Option<&Config>) -> Result<bool> {
             .with_context(|| format!("VALUE is not valid JSON: {text}"))?,
     };
     let request = serde_json::json!({ "name": args.name, "value": value });
+    let stream = connect(&socket, config.map(|c| c.run_dir.as_path()))?;
     let response = exchange(
+        stream,
         &socket,
         &request.to_string(),
         Duration::from_secs(args.timeout),
@@ -46,13 +48,41 @@ fn socket_path(config: &Config) -> Result<PathBuf> {
         .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from))
 }
 
-fn exchange(socket: &Path, request: &str, timeout: Duration) -> Result<String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        anyhow!(
-            "cannot connect to {}: {e} (is the agent running? start it with `nova-agent run`)",
-            socket.display()
-        )
-    })?;
+/// How long `call` waits for the socket of a running agent to come back (its
+/// channel restarts when the unix-socket plugin is swapped).
+const RESTART_WAIT: Duration = Duration::from_secs(5);
+
+/// Connects to `socket`. When nothing listens there but the agent whose
+/// `run_dir` is given is running (its control socket answers), the channel
+/// is restarting: wait for it.
+fn connect(socket: &Path, run_dir: Option<&Path>) -> Result<UnixStream> {
+    let started = Instant::now();
+    loop {
+        let error = match UnixStream::connect(socket) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => e,
+        };
+        let restarting = matches!(
+            error.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        ) && run_dir
+            .is_some_and(|dir| UnixStream::connect(crate::control::socket_path(dir)).is_ok());
+        if !restarting || started.elapsed() > RESTART_WAIT {
+            bail!(
+                "cannot connect to {}: {error} (is the agent running? start it with `nova-agent run`)",
+                socket.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn exchange(
+    mut stream: UnixStream,
+    socket: &Path,
+    request: &str,
+    timeout: Duration,
+) -> Result<String> {
     stream.set_read_timeout(Some(timeout))?;
     stream
         .write_all(format!("{request}\n").as_bytes())

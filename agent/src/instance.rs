@@ -7,7 +7,8 @@
 //! inside its code.
 //!
 //! Architecture invariant: `shutdown` runs at most once per instance, and
-//! never while a registry or a channel still references it.
+//! never while a request may be inside its code: once nothing references it,
+//! or, for a plugin that provides only exchanges, once its channels stopped.
 
 use std::fmt;
 use std::path::PathBuf;

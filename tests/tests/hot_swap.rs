@@ -272,22 +272,50 @@ fn a_failed_reload_exits_1_and_the_live_list_shows_channels() {
 
 #[test]
 fn the_unix_socket_exchange_swaps_and_its_request_in_flight_is_answered() {
-    let sandbox = Sandbox::with_builtins();
+    let sandbox = Arc::new(Sandbox::with_builtins());
     sandbox.add_plugin(&test_plugin("probe"));
     let agent = sandbox.start();
     let mut napping = agent.connect();
     napping.send(b"{\"name\": \"nap\", \"value\": 500}\n");
+    // `nova-agent call` in a loop: it waits out the channel's restart.
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = {
+        let (sandbox, stop) = (Arc::clone(&sandbox), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut count = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let out = sandbox.cli(&["call", "version"]);
+                count += 1;
+                if !out.status.success() {
+                    failures.push(out);
+                }
+            }
+            (count, failures)
+        })
+    };
     std::thread::sleep(Duration::from_millis(100));
-    sandbox.install_as(
-        &plugin("unix-socket"),
-        "libnova_agent_plugin_unix_socket.so",
-    );
+    let file = "libnova_agent_plugin_unix_socket.so";
+    sandbox.install_as(&plugin("unix-socket"), file);
     agent.wait_for_log("channel restarted on its new exchange");
     assert_eq!(napping.read_line(), nova("0", "slept 500 ms"));
     assert!(napping.at_eof());
+    for swap in 2..=3 {
+        sandbox.install_as(&plugin("unix-socket"), file);
+        agent.wait_for_logged("channel restarted on its new exchange", swap);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let (count, failures) = calls.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {count} calls failed: {failures:?}",
+        failures.len()
+    );
+    assert!(count > 3, "{count}");
     assert_eq!(agent.call("version"), nova("0", "2.0.0"));
     let entry = sandbox.plugin_entry("unix-socket");
-    assert_eq!(entry["generation"], 2, "{entry:#}");
+    assert_eq!(entry["generation"], 4, "{entry:#}");
     assert!(agent.log().contains("shutting down generation 1"));
 }
 

@@ -207,7 +207,7 @@ impl Plugins {
             .drain(..)
             .partition(|instance| !instance.exchanges.is_empty());
         for instance in exchanges {
-            retire(instance);
+            retire_exchange(instance);
         }
         if !others.is_empty() {
             let spawned = std::thread::Builder::new()
@@ -294,6 +294,17 @@ fn retire(instance: Arc<Instance>) {
         std::thread::sleep(Duration::from_millis(2));
     }
     instance.shutdown();
+}
+
+/// An exchange plugin's old generation, its channels already stopped: one
+/// that provides nothing else is idle now (only a channel uses an exchange),
+/// whatever registry snapshots still name it.
+fn retire_exchange(instance: Arc<Instance>) {
+    if instance.commands.is_empty() && instance.parsers.is_empty() {
+        instance.shutdown();
+    } else {
+        retire(instance);
+    }
 }
 
 fn log(report: &ReloadReport, trigger: Trigger) {
