@@ -268,6 +268,18 @@ fn a_failed_reload_exits_1_and_the_live_list_shows_channels() {
     assert!(text.contains("    on disk: 3.0.0"), "{text}");
     assert!(text.contains("    generation 1, loaded "), "{text}");
     assert_eq!(agent.call("version"), version_of("v1"));
+
+    // A file that does not even open is retried when asked, too.
+    let garbage = sandbox.path().join("garbage.so");
+    std::fs::write(&garbage, b"not a library").unwrap();
+    sandbox.install_as(&garbage, SWAP_FILE);
+    agent.wait_for_logged("plugin not loaded:", 2);
+    let out = sandbox.cli(&["plugins", "reload"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("cannot load"), "{report}");
+    agent.wait_for_logged("plugin not loaded:", 3);
+    assert_eq!(agent.call("version"), version_of("v1"));
 }
 
 #[test]

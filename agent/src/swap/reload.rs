@@ -142,6 +142,13 @@ impl Pass<'_, '_> {
             (serving, Some(opened)) if !previous.init_failed || retry => {
                 self.decide(opened.clone(), serving.clone())
             }
+            // The new content failed to open while the old serves: only
+            // when asked.
+            (Some(instance), None) if retry && previous.error.is_some() => self.fresh(
+                previous.file.clone(),
+                previous.seen,
+                Some(Arc::clone(instance)),
+            ),
             (Some(instance), _) => match self.taken.get(instance.name()) {
                 // An earlier file took the name: that file serves it now.
                 Some(winner) => {
