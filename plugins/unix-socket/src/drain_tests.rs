@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nova_agent_plugin_api::abi_stable::std_types::RResult;
 use nova_agent_plugin_api::Exchange;
 
-use crate::tests::{exchange, reversed, serve, socket_path, Client, TIMEOUT};
+use crate::tests::{exchange, reversed, send_and_take, serve, start_exchange, Client, TIMEOUT};
 
 /// How long a connection kept open must stay silent to pass for waiting.
 const SILENCE: Duration = Duration::from_millis(200);
@@ -36,16 +36,11 @@ fn assert_open_and_silent(client: &mut Client) {
 
 #[test]
 fn an_answer_owed_at_shutdown_is_delivered_then_the_connection_closes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
 
     // Two lines read together: the first is handed out, the second waits in
     // the connection's buffer.
-    let mut client = Client::connect(&path);
-    client.send(b"first\nsecond\n");
-    let request = exchange.next_request().unwrap().unwrap();
+    let (mut client, request) = send_and_take(&exchange, &path, b"first\nsecond\n");
     let RResult::ROk(body) = &request.body else {
         panic!("unreadable")
     };
@@ -68,10 +63,7 @@ fn an_answer_owed_at_shutdown_is_delivered_then_the_connection_closes() {
 
 #[test]
 fn idle_and_half_read_connections_see_the_end_promptly() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
     let server = serve(&exchange);
 
     // One never sent anything, one was answered and is re-armed, one sent
@@ -106,13 +98,8 @@ fn idle_and_half_read_connections_see_the_end_promptly() {
 
 #[test]
 fn a_new_server_serves_the_path_while_the_old_one_drains() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let old = exchange(&path);
-    old.start().unwrap();
-    let mut waiting = Client::connect(&path);
-    waiting.send(b"before the swap\n");
-    let request = old.next_request().unwrap().unwrap();
+    let (_dir, path, old) = start_exchange();
+    let (mut waiting, request) = send_and_take(&old, &path, b"before the swap\n");
 
     old.shutdown();
     // Nothing left at the path for the new build to check or to refuse.
@@ -145,13 +132,8 @@ fn a_new_server_serves_the_path_while_the_old_one_drains() {
 
 #[test]
 fn shutdown_during_a_long_answer_neither_waits_for_it_nor_cuts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
-    let mut client = Client::connect(&path);
-    client.send(b"big\n");
-    let request = exchange.next_request().unwrap().unwrap();
+    let (_dir, path, exchange) = start_exchange();
+    let (mut client, request) = send_and_take(&exchange, &path, b"big\n");
 
     // Several times the socket's buffer, and the client reads nothing yet:
     // the answer is stuck half written.
@@ -187,10 +169,7 @@ fn shutdown_during_a_long_answer_neither_waits_for_it_nor_cuts_it() {
 fn a_shutdown_amid_traffic_loses_no_answer() {
     const CLIENTS: usize = 8;
     const LINES: usize = 2000;
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
 
     // Workers that take a while over each request, as a command does, so
     // that shutdown finds requests handed out and not yet answered. Each

@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use nova_agent_plugin_api::abi_stable::std_types::RResult;
-use nova_agent_plugin_api::Exchange;
+use nova_agent_plugin_api::{Exchange, Request};
 
 use crate::conn::TOO_LONG;
 use crate::lines::MAX_LINE;
@@ -33,6 +33,16 @@ pub(crate) fn exchange(path: &Path) -> Arc<UnixSocketExchange> {
         path: path.to_path_buf(),
         metadata_dir: None,
     }))
+}
+
+/// An exchange started on a socket in a fresh temporary directory, which
+/// lasts as long as the `TempDir` returned with it.
+pub(crate) fn start_exchange() -> (tempfile::TempDir, PathBuf, Arc<UnixSocketExchange>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let exchange = exchange(&path);
+    exchange.start().unwrap();
+    (dir, path, exchange)
 }
 
 /// A fake agent thread with a fake parser: a request is answered with its
@@ -96,12 +106,21 @@ impl Client {
     }
 }
 
+/// A new client on `path` sends `bytes`; returns it with the request that
+/// `exchange` hands out next.
+pub(crate) fn send_and_take(
+    exchange: &UnixSocketExchange,
+    path: &Path,
+    bytes: &[u8],
+) -> (Client, Request) {
+    let mut client = Client::connect(path);
+    client.send(bytes);
+    (client, exchange.next_request().unwrap().unwrap())
+}
+
 #[test]
 fn answers_in_order_on_each_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
 
     let meta = fs::symlink_metadata(&path).unwrap();
     assert!(meta.file_type().is_socket());
@@ -149,10 +168,7 @@ fn answers_in_order_on_each_connection() {
 
 #[test]
 fn one_request_wakes_exactly_one_of_four_blocked_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
 
     // Four threads blocked in next_request, as the agent's workers are; each
     // reports what it got, then stops.
@@ -188,10 +204,7 @@ fn one_request_wakes_exactly_one_of_four_blocked_threads() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order_by_different_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
     let mut client = Client::connect(&path);
 
     // Lines read together, each answered by a thread that did not read it:
@@ -255,10 +268,7 @@ fn pipelined_requests_are_answered_in_order_by_different_threads() {
 
 #[test]
 fn an_overlong_line_is_answered_and_the_connection_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
     let server = serve(&exchange);
     let mut client = Client::connect(&path);
 
@@ -288,10 +298,7 @@ fn an_overlong_line_is_answered_and_the_connection_goes_on() {
 
 #[test]
 fn a_second_exchange_on_the_same_path_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let first = exchange(&path);
-    first.start().unwrap();
+    let (_dir, path, first) = start_exchange();
     let server = serve(&first);
 
     let second = exchange(&path);
@@ -372,16 +379,11 @@ fn what_is_not_a_socket_is_not_replaced() {
 
 #[test]
 fn shutdown_wakes_everyone_and_removes_the_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
 
     // A client whose request is taken and answered only after shutdown, and
     // an idle one.
-    let mut pending = Client::connect(&path);
-    pending.send(b"answered late\n");
-    let taken = exchange.next_request().unwrap().unwrap();
+    let (mut pending, taken) = send_and_take(&exchange, &path, b"answered late\n");
     let mut idle = Client::connect(&path);
 
     let waiters: Vec<_> = (0..4)
@@ -421,10 +423,7 @@ fn shutdown_wakes_everyone_and_removes_the_socket() {
 
 #[test]
 fn shutdown_leaves_a_socket_that_is_no_longer_ours() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
     fs::remove_file(&path).unwrap();
     let _other = UnixListener::bind(&path).unwrap();
     exchange.shutdown();
@@ -433,24 +432,17 @@ fn shutdown_leaves_a_socket_that_is_no_longer_ours() {
 
 #[test]
 fn unknown_ids_and_departed_clients_are_not_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
     exchange.put_response("99/1", b"x").unwrap();
     exchange.put_response("nonsense", b"x").unwrap();
 
     // The client hangs up before its answer.
-    let mut gone = Client::connect(&path);
-    gone.send(b"q\n");
-    let request = exchange.next_request().unwrap().unwrap();
+    let (gone, request) = send_and_take(&exchange, &path, b"q\n");
     drop(gone);
     exchange.put_response(&request.id, b"late").unwrap();
 
     // An id answered twice: the second answer goes nowhere.
-    let mut client = Client::connect(&path);
-    client.send(b"one\n");
-    let first = exchange.next_request().unwrap().unwrap();
+    let (mut client, first) = send_and_take(&exchange, &path, b"one\n");
     exchange.put_response(&first.id, b"answer").unwrap();
     exchange.put_response(&first.id, b"again").unwrap();
     assert_eq!(client.recv(), "answer");
@@ -465,10 +457,7 @@ fn unknown_ids_and_departed_clients_are_not_errors() {
 
 #[test]
 fn connections_beyond_the_limit_are_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir);
-    let exchange = exchange(&path);
-    exchange.start().unwrap();
+    let (_dir, path, exchange) = start_exchange();
     let server = serve(&exchange);
 
     let mut clients: Vec<Client> = (0..MAX_CONNECTIONS)
