@@ -8,11 +8,11 @@
 //! Architecture invariant: every request gets exactly one response attempt,
 //! produced by the parser; the channel never formats a response itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use nova_agent_plugin_api::abi_stable::{
@@ -43,7 +43,46 @@ pub struct Channel {
     pub name: String,
     /// The exchange and the plugin generation it belongs to.
     pub exchange: Provided<ExchangeBox>,
+    pub activity: Arc<Activity>,
     workers: Vec<JoinHandle<()>>,
+}
+
+/// What the watchdog reads: how many workers are inside a request, and when
+/// one last finished.
+#[derive(Debug)]
+pub struct Activity {
+    busy: AtomicUsize,
+    started: Instant,
+    /// Milliseconds since `started` at the last finished request.
+    last_done_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            busy: AtomicUsize::new(0),
+            started: Instant::now(),
+            last_done_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(&self) {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_done_ms.store(now, Ordering::Release);
+        self.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Every worker is inside a request and none finished for `longer_than`.
+    pub fn stalled(&self, longer_than: Duration) -> bool {
+        let since = self.started.elapsed().saturating_sub(Duration::from_millis(
+            self.last_done_ms.load(Ordering::Acquire),
+        ));
+        self.busy.load(Ordering::Acquire) >= WORKERS && since > longer_than
+    }
 }
 
 impl Channel {
@@ -66,19 +105,21 @@ impl Channel {
         }
 
         let (started_tx, started_rx) = mpsc::channel();
+        let activity = Arc::new(Activity::new());
         let first = {
-            let (name, exchange, parser, shared) = (
+            let (name, exchange, parser, shared, activity) = (
                 name.clone(),
                 provided.clone(),
                 config.parser.clone(),
                 Arc::clone(shared),
+                Arc::clone(&activity),
             );
             spawn(&config.name(), move || {
                 let started = exchange.object.start().into_result();
                 let ok = started.is_ok();
                 let _ = started_tx.send(started);
                 if ok {
-                    serve(&name, &exchange, &parser, &shared);
+                    serve(&name, &exchange, &parser, &shared, &activity);
                 }
             })?
         };
@@ -92,19 +133,21 @@ impl Channel {
         }
         let mut workers = vec![first];
         for _ in 1..WORKERS {
-            let (channel, exchange, parser, shared) = (
+            let (channel, exchange, parser, shared, activity) = (
                 name.clone(),
                 provided.clone(),
                 config.parser.clone(),
                 Arc::clone(shared),
+                Arc::clone(&activity),
             );
             workers.push(spawn(&name, move || {
-                serve(&channel, &exchange, &parser, &shared)
+                serve(&channel, &exchange, &parser, &shared, &activity)
             })?);
         }
         Ok(Channel {
             name,
             exchange: provided,
+            activity,
             workers,
         })
     }
@@ -130,7 +173,13 @@ fn spawn(channel: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHand
 }
 
 /// One worker's loop, until the exchange reports it has shut down.
-fn serve(channel: &str, provided: &Provided<ExchangeBox>, parser: &str, shared: &Shared) {
+fn serve(
+    channel: &str,
+    provided: &Provided<ExchangeBox>,
+    parser: &str,
+    shared: &Shared,
+    activity: &Activity,
+) {
     let exchange = &*provided.object;
     let limit = exchange.max_response_len().into_option();
     let mut backoff = Duration::from_millis(100);
@@ -143,7 +192,9 @@ fn serve(channel: &str, provided: &Provided<ExchangeBox>, parser: &str, shared: 
                     failing = false;
                     backoff = Duration::from_millis(100);
                 }
+                activity.begin();
                 let delivered = handle(channel, exchange, limit, parser, shared, request);
+                activity.end();
                 provided.instance.count(delivered);
             }
             RResult::ROk(ROption::RNone) => break,

@@ -36,8 +36,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve requests in the foreground until SIGTERM or SIGINT
-    Run,
+    /// Serve requests until SIGTERM or SIGINT (SIGHUP reloads the plugins)
+    ///
+    /// In the foreground by default (systemd: Type=notify). Under systemd it
+    /// logs to the journal, elsewhere to stderr, and also to `[log] file`.
+    Run(RunArgs),
     /// Inspect the plugins in the plugin directories
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -54,6 +57,17 @@ pub enum Command {
     /// the first configured channel that has vm-data/networking entries;
     /// prints the response and exits 0 when its return code is "0".
     Resetnetwork,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Fork into the background once serving (sysvinit, OpenRC); logs go to
+    /// `[log] file`, by default /var/log/nova-agent.log
+    #[arg(long, short = 'd')]
+    pub daemonize: bool,
+    /// Write the agent's pid to FILE (locked while it runs, removed at exit)
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -35,6 +35,8 @@ pub struct Config {
     /// Command name -> plugin that wins a conflict.
     pub prefer: BTreeMap<String, String>,
     pub log_level: String,
+    /// `[log] file`: also log there (mode 0600, appended).
+    pub log_file: Option<PathBuf>,
     /// `[reload] warn_superseded_mib`: the agent warns each time the code of
     /// replaced plugin generations, still mapped, grows past a multiple of it.
     pub warn_superseded_bytes: u64,
@@ -136,6 +138,8 @@ struct RawCommands {
 struct RawLog {
     #[serde(default)]
     level: Option<Spanned<String>>,
+    #[serde(default)]
+    file: Option<Spanned<PathBuf>>,
 }
 
 const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -289,6 +293,12 @@ impl Config {
             }
         };
 
+        let log_file = match raw.log.file {
+            Some(file) if !file.get_ref().is_absolute() => {
+                return Err(at(Some(file.span()), "[log] file must be an absolute path"));
+            }
+            file => file.map(Spanned::into_inner),
+        };
         let warn_superseded_mib = match raw.reload.warn_superseded_mib {
             None => WARN_SUPERSEDED_MIB,
             Some(value) => {
@@ -317,8 +327,20 @@ impl Config {
             deny: raw.commands.deny.into_iter().collect(),
             prefer: raw.commands.prefer,
             log_level,
+            log_file,
             warn_superseded_bytes: warn_superseded_mib << 20,
         })
+    }
+
+    /// Where `run --daemonize` logs when `[log] file` names no file: the
+    /// original agent's default, or, for the embedded default, a file in its
+    /// sandbox.
+    pub fn daemon_log_file(&self) -> PathBuf {
+        match &self.log_file {
+            Some(file) => file.clone(),
+            None if self.is_embedded() => self.state_dir.join("nova-agent.log"),
+            None => PathBuf::from("/var/log/nova-agent.log"),
+        }
     }
 
     /// The plugin's table as JSON (`{}` when the config has none).
@@ -449,6 +471,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("used by two channels"), "{e}");
+    }
+
+    #[test]
+    fn the_log_file_must_be_absolute() {
+        let text = format!("{MINIMAL}[log]\nfile = \"agent.log\"\n");
+        let e = Config::parse(&text, "a.toml").unwrap_err().to_string();
+        assert!(e.contains("[log] file must be an absolute path"), "{e}");
+        let text = format!("{MINIMAL}[log]\nfile = \"/var/log/x.log\"\n");
+        let c = Config::parse(&text, "a.toml").unwrap();
+        assert_eq!(c.log_file, Some(PathBuf::from("/var/log/x.log")));
+        assert_eq!(c.daemon_log_file(), PathBuf::from("/var/log/x.log"));
+        let c = Config::parse(MINIMAL, "a.toml").unwrap();
+        assert_eq!(
+            c.daemon_log_file(),
+            PathBuf::from("/var/log/nova-agent.log")
+        );
     }
 
     #[test]

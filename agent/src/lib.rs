@@ -12,6 +12,7 @@
 //! - [`host`]: what plugins get from the agent; [`dispatch`]: runs commands
 //!   and enforces `[commands] deny`;
 //! - [`channel`]: exchange + parser threads; [`run`]: start-up, signals, stop;
+//!   [`service`]: systemd notify and watchdog, `--daemonize`, `--pidfile`;
 //! - [`list`], [`check`], [`call`]: the other subcommands;
 //! - [`logging`]: stderr, and the plugins' log bridge.
 //!
@@ -33,4 +34,5 @@ pub mod logging;
 pub mod registry;
 pub mod reset;
 pub mod run;
+pub mod service;
 pub mod swap;

@@ -1,4 +1,5 @@
-//! The agent's log: `tracing` to stderr, filtered by `[log] level` or
+//! The agent's log: `tracing` to journald under systemd, to stderr
+//! elsewhere, and optionally to a file; filtered by `[log] level` or
 //! `RUST_LOG`; and the receiving end of the plugins' log bridge.
 //!
 //! A plugin's event arrives as (level, target, message). It is re-emitted
@@ -7,7 +8,10 @@
 //! exactly as one of the agent's own events.
 
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
 use std::io::IsTerminal;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use tracing_core::{
@@ -21,28 +25,121 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Starts the log. `RUST_LOG`, when set, overrides `level`; it takes
-/// `level` and `target=level` directives separated by commas (no regexes:
-/// `Targets` instead of `EnvFilter` keeps the regex engine out of the binary).
+/// Starts the log of a one-shot command: stderr only. `RUST_LOG`, when set,
+/// overrides `level`; it takes `level` and `target=level` directives
+/// separated by commas (no regexes: `Targets` instead of `EnvFilter` keeps the
+/// regex engine out of the binary).
 pub fn init(level: &str) {
+    let format = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = tracing_subscriber::registry()
+        .with(format)
+        .with(filter(level))
+        .try_init();
+}
+
+/// Where the service's log goes.
+pub struct ServiceLog<'a> {
+    pub level: &'a str,
+    /// Also (or, daemonized, only) to this file, mode 0600, appended.
+    pub file: Option<&'a Path>,
+    /// stderr is gone (`run --daemonize`).
+    pub daemonized: bool,
+}
+
+/// Starts the service's log: journald when stderr is connected to the
+/// journal (systemd says so in `JOURNAL_STREAM`), with the events' fields
+/// (`CHANNEL=`, `PLUGIN=`, `COMMAND=`) as journal fields; stderr otherwise;
+/// and the file, if any. Returns a line saying where the log goes.
+pub fn init_service(log: &ServiceLog<'_>) -> std::io::Result<String> {
+    let journald = if !log.daemonized && stderr_is_journal() {
+        tracing_journald::layer().ok().map(|layer| {
+            layer
+                .with_syslog_identifier("nova-agent".to_owned())
+                .with_field_prefix(None)
+        })
+    } else {
+        None
+    };
+    let stderr = (journald.is_none() && !log.daemonized).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+    });
+    let file = match log.file {
+        Some(path) => Some(open_private(path)?),
+        None => None,
+    };
+    let mut sinks = Vec::new();
+    if journald.is_some() {
+        sinks.push("journald".to_owned());
+    }
+    if stderr.is_some() {
+        sinks.push("stderr".to_owned());
+    }
+    if let Some(path) = log.file {
+        sinks.push(path.display().to_string());
+    }
+    let file = file.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(Mutex::new(file))
+            .with_ansi(false)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(journald)
+        .with(stderr)
+        .with(file)
+        .with(filter(log.level))
+        .try_init();
+    Ok(format!("logging to {}", sinks.join(" and ")))
+}
+
+fn filter(level: &str) -> Targets {
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty());
-    let targets = match from_env.as_deref().map(str::parse::<Targets>) {
+    match from_env.as_deref().map(str::parse::<Targets>) {
         Some(Ok(targets)) => targets,
         Some(Err(e)) => {
             eprintln!("nova-agent: ignoring RUST_LOG ({e}); using level {level}");
             level.parse().unwrap_or_default()
         }
         None => level.parse().unwrap_or_default(),
+    }
+}
+
+/// The log file, appended to, readable by root only (secrets never reach the
+/// log, but request names and host details do).
+fn open_private(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("opening log file {}: {e}", path.display()),
+            )
+        })?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// systemd sets `JOURNAL_STREAM=<dev>:<ino>` for a service whose stderr goes
+/// to the journal; it is ours only if stderr still is that file.
+fn stderr_is_journal() -> bool {
+    let Ok(value) = std::env::var("JOURNAL_STREAM") else {
+        return false;
     };
-    let format = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = tracing_subscriber::registry()
-        .with(format)
-        .with(targets)
-        .try_init();
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
 /// Past this many distinct (level, target) pairs, plugin events share one

@@ -6,13 +6,15 @@ use std::process::ExitCode;
 use clap::Parser;
 use nova_agent::cli::{Cli, Command, ConfigCommand, PluginsCommand};
 use nova_agent::config::Config;
-use nova_agent::{call, check, list, logging, reset, run};
+use nova_agent::{call, check, list, logging, reset, run, service};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
+            // A daemonized agent's stderr is gone: its parent prints it.
+            service::failed(&format!("{e:#}"));
             eprintln!("nova-agent: error: {e:#}");
             ExitCode::FAILURE
         }
@@ -29,10 +31,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     match &cli.command {
-        Command::Run => {
+        Command::Run(args) => {
             let config = load()?;
-            logging::init(&config.log_level);
-            run::run(config)?;
+            // Before any thread exists: fork is only safe then.
+            if args.daemonize {
+                service::daemonize()?;
+            }
+            let daemon_log = args.daemonize.then(|| config.daemon_log_file());
+            let destination = logging::init_service(&logging::ServiceLog {
+                level: &config.log_level,
+                file: daemon_log.as_deref().or(config.log_file.as_deref()),
+                daemonized: args.daemonize,
+            })?;
+            tracing::debug!("{destination}");
+            run::run(config, args.pidfile.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins(PluginsCommand::List { json }) => {

@@ -13,13 +13,14 @@ use crate::config::Config;
 use crate::control::{self, ControlServer};
 use crate::host::{AgentHost, AGENT_VERSION};
 use crate::list;
+use crate::service::{self, Pidfile};
 use crate::swap::{self, Plugins, ReloadJob, Trigger};
 
 /// Time the channels and plugins get to stop after a stop signal; the agent
 /// exits within 5 s whatever they do.
 const STOP_BUDGET: Duration = Duration::from_millis(4500);
 
-pub fn run(config: Config) -> Result<()> {
+pub fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<()> {
     // Block the stop signals before any thread exists, so every thread (ours
     // and the plugins') inherits the mask and only `sigwait` below sees them.
     // Child processes get an empty mask again: std resets it in the child.
@@ -39,6 +40,7 @@ pub fn run(config: Config) -> Result<()> {
         config.apply
     );
 
+    let _pidfile = pidfile.map(Pidfile::create).transpose()?;
     let config = Arc::new(config);
     let host = AgentHost::new(config.root.clone(), config.apply);
     let plugins = Arc::new(Plugins::new(Arc::clone(&config), host));
@@ -86,8 +88,16 @@ pub fn run(config: Config) -> Result<()> {
             "cannot watch the plugin directories: {e}; reload with SIGHUP or `nova-agent plugins reload`"
         );
     }
-    notify_systemd("READY=1");
-    tracing::info!("nova-agent {AGENT_VERSION} started");
+    if let Some(interval) = service::watchdog_interval() {
+        service::spawn_watchdog(Arc::clone(&plugins), interval)
+            .context("starting the watchdog thread")?;
+        tracing::info!(
+            "systemd watchdog every {interval:?}: keep-alives while no channel is stalled"
+        );
+    }
+    let status = plugins.status();
+    service::ready(&status);
+    tracing::info!("nova-agent {AGENT_VERSION} started: {status}");
 
     loop {
         match signals.wait().context("waiting for signals")? {
@@ -104,7 +114,7 @@ pub fn run(config: Config) -> Result<()> {
             }
         }
     }
-    notify_systemd("STOPPING=1");
+    service::notify("STOPPING=1");
     stop(&plugins, control, reloads, reloader);
     tracing::info!("nova-agent stopped");
     Ok(())
@@ -182,29 +192,4 @@ fn prepare_demo(config: &Config) -> Result<()> {
         config.root.display()
     );
     Ok(())
-}
-
-/// sd_notify(3), for `Type=notify` units; a no-op outside systemd.
-fn notify_systemd(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let socket = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(socket) => socket,
-        Err(e) => {
-            tracing::warn!("cannot notify systemd: {e}");
-            return;
-        }
-    };
-    let bytes = path.as_encoded_bytes();
-    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
-            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
-    } else {
-        socket.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = result {
-        tracing::warn!("cannot notify systemd: {e}");
-    }
 }

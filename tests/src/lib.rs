@@ -235,12 +235,18 @@ impl Sandbox {
 
     /// Starts `nova-agent run` without waiting.
     pub fn spawn(&self) -> Agent {
+        self.spawn_with(&[])
+    }
+
+    /// Starts `nova-agent run` with `env` added to its environment.
+    pub fn spawn_with(&self, env: &[(&str, &str)]) -> Agent {
         let mut child = Command::new(agent_bin())
             .arg("run")
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", &self.rust_log)
             .envs(self.xenstored.iter().map(|s| ("XENSTORED_PATH", s)))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

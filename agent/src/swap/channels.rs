@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::channel::{Channel, Shared};
+use crate::channel::{Activity, Channel, Shared};
 use crate::config::ChannelConfig;
 use crate::registry::Registry;
 
@@ -122,6 +122,15 @@ impl Channels {
             }
         }
         restarted
+    }
+
+    /// The running channels' activity, for the watchdog.
+    pub(super) fn activities(&self) -> Vec<(String, Arc<Activity>)> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.running.as_ref())
+            .map(|c| (c.name.clone(), Arc::clone(&c.activity)))
+            .collect()
     }
 
     pub(super) fn views(&self) -> Vec<ChannelView> {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::channel::Shared;
+use crate::channel::{Activity, Shared};
 use crate::config::Config;
 use crate::host::AgentHost;
 use crate::instance::Instance;
@@ -95,6 +95,7 @@ pub struct Plugins {
     staging: Result<Staging, String>,
     state: Mutex<State>,
     channel_views: ArcSwap<Vec<ChannelView>>,
+    activities: ArcSwap<Vec<(String, Arc<Activity>)>>,
 }
 
 struct State {
@@ -134,6 +135,7 @@ impl Plugins {
                 next_warning,
             }),
             channel_views: ArcSwap::from_pointee(Vec::new()),
+            activities: ArcSwap::from_pointee(Vec::new()),
         }
     }
 
@@ -220,6 +222,7 @@ impl Plugins {
         let registry = self.shared.registry.load_full();
         report.restarted = state.channels.start(&restart, &registry, &self.shared);
         self.channel_views.store(Arc::new(state.channels.views()));
+        self.activities.store(Arc::new(state.channels.activities()));
         self.warn_about_superseded(&mut state, &registry);
         report.unchanged = registry
             .plugins
@@ -229,7 +232,41 @@ impl Plugins {
             .saturating_sub(report.loaded.len() + report.replaced.len());
         report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
         log(&report, trigger);
+        if trigger != Trigger::Start {
+            crate::service::notify(&format!("STATUS={}", self.status()));
+        }
         report
+    }
+
+    /// One line for systemd's STATUS= and the start-up log: plugins serving,
+    /// channels serving.
+    pub fn status(&self) -> String {
+        let plugins = self.registry().instances().count();
+        let channels = self.channels();
+        let serving = channels.iter().filter(|c| c.error.is_none()).count();
+        let mut status = format!(
+            "{plugins} plugins loaded; {serving} of {} channels serving",
+            channels.len()
+        );
+        for channel in channels.iter().filter(|c| c.error.is_some()) {
+            status.push_str(&format!(
+                "; {}: {}",
+                channel.name,
+                channel.error.as_deref().unwrap_or_default()
+            ));
+        }
+        status
+    }
+
+    /// The channels whose every worker has been inside a request, with none
+    /// finished, for longer than `longer_than`.
+    pub fn stalled_channels(&self, longer_than: Duration) -> Vec<String> {
+        self.activities
+            .load()
+            .iter()
+            .filter(|(_, activity)| activity.stalled(longer_than))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The number of channels serving.
