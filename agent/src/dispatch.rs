@@ -47,6 +47,7 @@ impl Dispatcher<'_> {
                 tracing::error!(
                     channel = self.context.channel,
                     plugin = command.plugin(),
+                    command = name,
                     "command {name:?} panicked: {message}"
                 );
                 Reply::error(format!(
@@ -60,6 +61,7 @@ impl Dispatcher<'_> {
         tracing::info!(
             channel = self.context.channel,
             plugin = command.plugin(),
+            command = name,
             "command {name:?} answered {} in {:.1?}",
             reply.code,
             started.elapsed()

@@ -34,6 +34,48 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sections clap cannot know, appended to nova-agent(8), in roff.
+const MAIN_PAGE_EXTRA: &str = r#".SH SIGNALS
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop: the channels stop taking requests, those in flight are answered, and the
+agent exits 0 within 5 seconds.
+.TP
+\fBSIGHUP\fR
+Reload the plugins (as \fBnova-agent plugins reload\fR does); the
+configuration file is not re-read.
+.SH FILES
+.TP
+\fI/etc/nova-agent/agent.toml\fR
+The configuration; check a change with \fBnova-agent config check\fR.
+.TP
+\fI/usr/lib/nova-agent/plugins/\fR
+The plugins (*.so), owned by root and writable by root only. A file renamed
+into place is loaded by the running agent.
+.TP
+\fI/var/lib/nova-agent/\fR
+State; \fIplugins/\fR holds the private copies plugins are loaded from.
+.TP
+\fI/run/nova-agent/control.sock\fR
+The control socket \fBplugins list\fR and \fBplugins reload\fR use (root only).
+.TP
+\fI/run/nova-agent/agent.sock\fR
+The unix-socket channel \fBnova-agent call\fR uses (root only).
+.SH ENVIRONMENT
+.TP
+\fBRUST_LOG\fR
+Overrides \fB[log] level\fR, e.g. \fIinfo,nova_agent_plugin_xenstore=debug\fR.
+.TP
+\fBXENSTORED_PATH\fR
+The xenstored socket the xenstore plugin connects to.
+.TP
+\fBNOTIFY_SOCKET\fR, \fBWATCHDOG_USEC\fR, \fBJOURNAL_STREAM\fR
+Set by systemd: readiness and status notifications, the watchdog, logging to
+the journal.
+.SH SEE ALSO
+\fBsystemctl\fR(1), \fBjournalctl\fR(1); /usr/share/doc/nova-agent/
+"#;
+
 /// The page of `command` (section 8: an administration command), then one
 /// per subcommand, named like git's (`nova-agent-plugins-list.8`).
 fn write_pages(
@@ -52,6 +94,9 @@ fn write_pages(
         .section("8")
         .manual("nova-agent manual")
         .render(&mut page)?;
+    if name == "nova-agent" {
+        page.extend_from_slice(MAIN_PAGE_EXTRA.as_bytes());
+    }
     std::fs::write(&path, page)?;
     println!("{}", path.display());
     for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
