@@ -80,10 +80,17 @@ pub fn list(config: &Config, json: bool) -> Result<String> {
         &config.run_dir,
         control::Request::List,
         Duration::from_secs(10),
-    )?;
+    );
     let view = match live {
-        Some(value) => serde_json::from_value(value)?,
-        None => offline_view(config),
+        Ok(Some(value)) => serde_json::from_value(value)?,
+        Ok(None) => offline_view(config),
+        Err(e) if permission_denied(&e) => {
+            eprintln!(
+                "nova-agent: the running agent's live view needs root ({e:#}); inspecting the files"
+            );
+            offline_view(config)
+        }
+        Err(e) => return Err(e),
     };
     if json {
         return Ok(serde_json::to_string_pretty(&view.plugins)? + "\n");
@@ -110,6 +117,13 @@ pub fn reload(config: &Config, json: bool) -> Result<Option<(String, bool)>> {
         render::reload(&report)
     };
     Ok(Some((text, ok)))
+}
+
+fn permission_denied(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 /// The files inspected by this process.

@@ -419,3 +419,28 @@ fn the_package_triggers_ask_the_running_agent_to_reload_and_are_quiet_without_on
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a plugin did not load"), "{stderr}");
 }
+
+#[test]
+fn without_root_plugins_list_falls_back_to_the_files() {
+    use std::os::unix::process::CommandExt;
+    if !nova_agent_tests::running_as_root() {
+        eprintln!("skipped: needs root to run a command as another user");
+        return;
+    }
+    let sandbox = swap_sandbox("v1", "");
+    let _agent = sandbox.start();
+    let out = std::process::Command::new(nova_agent_tests::agent_bin())
+        .args(["plugins", "list", "--json", "--config"])
+        .arg(&sandbox.config)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("live view needs root"), "{stderr}");
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = list.iter().find(|p| p["name"] == "swap-fixture").unwrap();
+    assert_eq!(entry["state"], "loaded");
+    assert!(entry.get("generation").is_none(), "{entry:#}");
+}
