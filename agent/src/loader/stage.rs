@@ -131,7 +131,12 @@ impl Staging {
         let opened = load::open(&copy);
         let mapped = mapped_bytes(&copy);
         let _ = fs::remove_file(&copy);
-        let (root, manifest) = opened?;
+        // dlopen's messages name the file it opened: name the plugin's.
+        let (root, manifest) = opened.map_err(|mut e| {
+            let (staged, original) = (copy.to_string_lossy(), source.to_string_lossy());
+            e.reason = e.reason.replace(&*staged, &original);
+            e
+        })?;
         Ok((root, manifest, id, mapped))
     }
 }
@@ -198,6 +203,9 @@ mod tests {
             panic!("junk opened")
         };
         assert!(e.reason.starts_with("cannot load: "), "{}", e.reason);
+        // The message names the plugin's file, never the staged copy.
+        assert!(e.reason.contains(&*junk.to_string_lossy()), "{}", e.reason);
+        assert!(!e.reason.contains("/plugins/"), "{}", e.reason);
         assert_eq!(
             fs::read_dir(state.path().join("plugins")).unwrap().count(),
             0
