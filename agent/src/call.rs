@@ -27,14 +27,25 @@ pub fn call(args: &CallArgs, config: Option<&Config>) -> Result<bool> {
         (Some(text), true) => serde_json::from_str(text)
             .with_context(|| format!("VALUE is not valid JSON: {text}"))?,
     };
-    let request = serde_json::json!({ "name": args.name, "value": value });
-    let stream = connect(&socket, config.map(|c| c.run_dir.as_path()))?;
-    let response = exchange(
-        stream,
-        &socket,
-        &request.to_string(),
-        Duration::from_secs(args.timeout),
-    )?;
+    let request = serde_json::json!({ "name": args.name, "value": value }).to_string();
+    let run_dir = config.map(|c| c.run_dir.as_path());
+    let timeout = Duration::from_secs(args.timeout);
+    let started = Instant::now();
+    let response = loop {
+        let stream = connect(&socket, run_dir)?;
+        match exchange(stream, &socket, &request, timeout)? {
+            Exchanged::Answer(response) => break response,
+            // The unix-socket exchange closes a connection without an answer
+            // only if it never handed its request out (it drains the others),
+            // so sending it again cannot run it twice.
+            Exchanged::Unanswered(_)
+                if agent_running(run_dir) && started.elapsed() < RESTART_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Exchanged::Unanswered(why) => bail!("{why}"),
+        }
+    };
     println!("{response}");
     let parsed: serde_json::Value = serde_json::from_str(&response)
         .with_context(|| "the agent's response is not JSON".to_owned())?;
@@ -65,8 +76,7 @@ fn connect(socket: &Path, run_dir: Option<&Path>) -> Result<UnixStream> {
         let restarting = matches!(
             error.kind(),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-        ) && run_dir
-            .is_some_and(|dir| UnixStream::connect(crate::control::socket_path(dir)).is_ok());
+        ) && agent_running(run_dir);
         if !restarting || started.elapsed() > RESTART_WAIT {
             bail!(
                 "cannot connect to {}: {error} (is the agent running? start it with `nova-agent run`)",
@@ -77,21 +87,41 @@ fn connect(socket: &Path, run_dir: Option<&Path>) -> Result<UnixStream> {
     }
 }
 
+/// Whether the agent whose `run_dir` is given runs (its control socket
+/// answers).
+fn agent_running(run_dir: Option<&Path>) -> bool {
+    run_dir.is_some_and(|dir| UnixStream::connect(crate::control::socket_path(dir)).is_ok())
+}
+
+enum Exchanged {
+    Answer(String),
+    /// The connection ended before an answer came: why, for the error.
+    Unanswered(String),
+}
+
 fn exchange(
     mut stream: UnixStream,
     socket: &Path,
     request: &str,
     timeout: Duration,
-) -> Result<String> {
+) -> Result<Exchanged> {
     stream.set_read_timeout(Some(timeout))?;
-    stream
-        .write_all(format!("{request}\n").as_bytes())
-        .with_context(|| format!("sending the request to {}", socket.display()))?;
+    if let Err(e) = stream.write_all(format!("{request}\n").as_bytes()) {
+        return Ok(Exchanged::Unanswered(format!(
+            "sending the request to {}: {e}",
+            socket.display()
+        )));
+    }
     let mut line = String::new();
     let read = BufReader::new(&stream).read_line(&mut line);
     match read {
-        Ok(0) => bail!("the agent closed the connection without answering"),
-        Ok(_) => Ok(line.trim_end().to_owned()),
+        Ok(0) => Ok(Exchanged::Unanswered(
+            "the agent closed the connection without answering".to_owned(),
+        )),
+        Ok(_) => Ok(Exchanged::Answer(line.trim_end().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Ok(Exchanged::Unanswered(format!("reading the response: {e}")))
+        }
         Err(e)
             if matches!(
                 e.kind(),

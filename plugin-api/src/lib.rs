@@ -14,6 +14,10 @@
 //! ordinary crates the plugins depend on). It depends only on `abi_stable`
 //! and `tracing-core`.
 //!
+//! Modules: [`ffi`] is the raw ABI the agent uses; [`testing`] holds
+//! stand-ins for the agent ([`testing::TestHost`], [`testing::TestCall`])
+//! for a plugin's unit tests.
+//!
 //! # A complete plugin
 //!
 //! `Cargo.toml`:
@@ -110,6 +114,7 @@ mod export;
 pub mod ffi;
 mod guard;
 mod log;
+pub mod testing;
 mod types;
 
 pub use author::{Call, Command, Dispatch, Exchange, Host, Parser, Provides};

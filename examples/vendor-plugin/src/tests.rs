@@ -8,10 +8,10 @@ use std::process::Command as Process;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use nova_agent_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-use nova_agent_plugin_api::abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
-use nova_agent_plugin_api::ffi::{FfiCall, FfiCall_TO, FfiHost, FfiHost_TO, PluginRootRef};
-use nova_agent_plugin_api::{LogLevel, PluginError, Reply};
+use nova_agent_plugin_api::abi_stable::std_types::{RResult, RStr};
+use nova_agent_plugin_api::ffi::PluginRootRef;
+use nova_agent_plugin_api::testing::{TestCall, TestHost};
+use nova_agent_plugin_api::Reply;
 
 use crate::hostkeys::{report, MAX_FILE_LEN};
 
@@ -371,43 +371,6 @@ fn only_regular_files_are_read() {
     }
 }
 
-struct TestHost {
-    root: String,
-}
-
-impl FfiHost for TestHost {
-    fn log_enabled(&self, _level: LogLevel, _target: RStr<'_>) -> bool {
-        false
-    }
-    fn log(&self, _level: LogLevel, _target: RStr<'_>, _message: RStr<'_>) {}
-    fn agent_version(&self) -> RString {
-        "2.0.0".into()
-    }
-    fn command_names(&self) -> RVec<RString> {
-        RVec::new()
-    }
-    fn root(&self) -> RString {
-        self.root.as_str().into()
-    }
-    fn apply(&self) -> bool {
-        false
-    }
-}
-
-struct Context;
-
-impl FfiCall for Context {
-    fn channel(&self) -> RString {
-        "test".into()
-    }
-    fn metadata_read(&self, _key: RStr<'_>) -> RResult<ROption<RString>, PluginError> {
-        RResult::ROk(ROption::RNone)
-    }
-    fn metadata_list(&self, _dir: RStr<'_>) -> RResult<RVec<RString>, PluginError> {
-        RResult::ROk(RVec::new())
-    }
-}
-
 /// What the agent does: load the root module, check the manifest, `init`
 /// with the host's root, run the command.
 #[test]
@@ -422,23 +385,23 @@ fn the_command_through_the_abi() {
 
     let guest = Guest::new();
     guest.write("ssh_host_ed25519_key.pub", ed25519_line());
-    let host = || {
-        let root = guest.root().to_str().unwrap().to_owned();
-        FfiHost_TO::from_value(TestHost { root }, TD_Opaque)
-    };
-    match plugin.init()(host(), RStr::from_str(r#"{"verbose":true}"#)) {
+    let host = TestHost::new(guest.root().to_str().unwrap());
+    match plugin.init()(host.to_ffi(), RStr::from_str(r#"{"verbose":true}"#)) {
         RResult::RErr(e) => assert_eq!(e.message(), "[plugins.ssh-hostkeys] takes no keys"),
         RResult::ROk(_) => panic!("init took a config key"),
     }
-    let RResult::ROk(instance) = plugin.init()(host(), RStr::from_str("{}")) else {
+    let RResult::ROk(instance) = plugin.init()(host.to_ffi(), RStr::from_str("{}")) else {
         panic!("init failed");
     };
     let command = &instance.commands[0];
     assert_eq!(command.0.as_str(), "ssh-hostkeys");
     // The value is ignored.
+    let context = TestCall::new();
     for value in ["\"\"", "\"anything\"", "{\"x\": 1}"] {
-        let call = FfiCall_TO::from_ptr(&Context, TD_Opaque);
-        let reply = command.1.run(call, RStr::from_str(value)).unwrap();
+        let reply = command
+            .1
+            .run(context.as_ffi(), RStr::from_str(value))
+            .unwrap();
         assert_eq!(reply, guest.report());
         assert_eq!(reply.code.as_str(), "0");
     }

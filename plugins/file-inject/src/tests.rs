@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use nova_agent_plugin_api::abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
-use nova_agent_plugin_api::ffi::FfiCall;
-use nova_agent_plugin_api::{Call, Command, PluginError, Reply};
+use nova_agent_plugin_api::testing::TestCall;
+use nova_agent_plugin_api::{Call, Command, Reply};
 
 use crate::config::Config;
 use crate::path::MAX_LINKS;
@@ -29,20 +28,6 @@ mod values;
 mod writing;
 
 const VECTORS: &str = include_str!("../testdata/seed-injectfile-vectors.json");
-
-struct Context;
-
-impl FfiCall for Context {
-    fn channel(&self) -> RString {
-        "test".into()
-    }
-    fn metadata_read(&self, _key: RStr<'_>) -> RResult<ROption<RString>, PluginError> {
-        RResult::ROk(ROption::RNone)
-    }
-    fn metadata_list(&self, _dir: RStr<'_>) -> RResult<RVec<RString>, PluginError> {
-        RResult::ROk(RVec::new())
-    }
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -93,7 +78,9 @@ impl Guest {
     }
 
     fn run(&self, command: &dyn Command, value_json: &str) -> Reply {
-        command.run(&Call::new(&Context, value_json)).unwrap()
+        command
+            .run(&Call::new(&TestCall::new(), value_json))
+            .unwrap()
     }
 
     fn injectfile_raw(&self, value_json: &str) -> Reply {

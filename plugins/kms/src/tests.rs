@@ -10,9 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use nova_agent_plugin_api::abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
-use nova_agent_plugin_api::ffi::FfiCall;
-use nova_agent_plugin_api::{Call, Command, PluginError};
+use nova_agent_plugin_api::testing::TestCall;
+use nova_agent_plugin_api::{Call, Command};
 use nova_agent_support::runner::Runner;
 use serde_json::Value;
 
@@ -27,20 +26,6 @@ mod flows;
 
 const KEY: &str = "1-Sup3rS3cretK3y";
 const RHEL: &str = "NAME=\"Red Hat Enterprise Linux\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\n";
-
-struct Context;
-
-impl FfiCall for Context {
-    fn channel(&self) -> RString {
-        "test".into()
-    }
-    fn metadata_read(&self, _key: RStr<'_>) -> RResult<ROption<RString>, PluginError> {
-        RResult::ROk(ROption::RNone)
-    }
-    fn metadata_list(&self, _dir: RStr<'_>) -> RResult<RVec<RString>, PluginError> {
-        RResult::ROk(RVec::new())
-    }
-}
 
 /// The seed's vector `kms-redhat-up2date` (copied into `testdata/`).
 fn vector() -> Value {
@@ -145,7 +130,10 @@ impl Guest {
     }
 
     fn call(&self, value_json: &str) -> (String, String) {
-        let reply = self.command.run(&Call::new(&Context, value_json)).unwrap();
+        let reply = self
+            .command
+            .run(&Call::new(&TestCall::new(), value_json))
+            .unwrap();
         (reply.code.to_string(), reply.message.to_string())
     }
 

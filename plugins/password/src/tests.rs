@@ -9,28 +9,13 @@ use std::sync::{Arc, Mutex};
 use aes::cipher::{block_padding::Pkcs7, BlockEncryptMut, KeyIvInit};
 use base64::Engine;
 use md5::Digest as _;
-use nova_agent_plugin_api::abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
-use nova_agent_plugin_api::ffi::FfiCall;
-use nova_agent_plugin_api::{Call, Command, PluginError, Reply};
+use nova_agent_plugin_api::testing::TestCall;
+use nova_agent_plugin_api::{Call, Command, Reply};
 use nova_agent_support::runner::Runner;
 use num_bigint::BigUint;
 
 use crate::cipher::KeyDigest;
 use crate::{crypt, dh, shadow, KeyInit, Keys, Password, State};
-
-struct Context(&'static str);
-
-impl FfiCall for Context {
-    fn channel(&self) -> RString {
-        self.0.into()
-    }
-    fn metadata_read(&self, _key: RStr<'_>) -> RResult<ROption<RString>, PluginError> {
-        RResult::ROk(ROption::RNone)
-    }
-    fn metadata_list(&self, _dir: RStr<'_>) -> RResult<RVec<RString>, PluginError> {
-        RResult::ROk(RVec::new())
-    }
-}
 
 const OTHERS: &str =
     "daemon:*:19000:0:99999:7:::\n# a comment: root:x\nuser:$6$abc$def:19000:0:99999:7:::\n";
@@ -85,7 +70,10 @@ impl Guest {
 
     fn call(&self, command: &dyn Command, channel: &'static str, value_json: &str) -> Reply {
         command
-            .run(&Call::new(&Context(channel), value_json))
+            .run(&Call::new(
+                &TestCall::new().with_channel(channel),
+                value_json,
+            ))
             .unwrap()
     }
 
