@@ -165,7 +165,11 @@ impl Plugins {
             staging: self.staging.as_ref().ok(),
             trigger,
         };
-        let (records, mut report) = reload::pass(&current, &inputs, &mut state.memory);
+        let reload::Found {
+            records,
+            mut report,
+            dir_problems,
+        } = reload::pass(&current, &inputs, &mut state.memory);
 
         let mut retired: Vec<Arc<Instance>> = current
             .instances()
@@ -188,7 +192,7 @@ impl Plugins {
         let superseded = reload::count_superseded(&current, &records, &retired);
         let mut registry =
             Registry::assemble(records, superseded, &current.conflicts, &self.shared.config);
-        registry.dir_problems = reload::dir_problems(&self.shared.config, &current);
+        registry.dir_problems = dir_problems;
         if trigger == Trigger::Start {
             registry.warn_about_config(&self.shared.config);
         }

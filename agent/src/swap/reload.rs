@@ -37,14 +37,26 @@ pub(super) struct Memory {
     pub opened_in_place: HashSet<PathBuf>,
 }
 
+/// What one pass found.
+pub(super) struct Found {
+    /// The files now in the plugin directories, in load order.
+    pub records: Vec<PluginRecord>,
+    pub report: ReloadReport,
+    /// The directories that cannot be read, with the reason.
+    pub dir_problems: Vec<(PathBuf, String)>,
+}
+
 /// The records for the files now in the plugin directories, and what
-/// changed.
-pub(super) fn pass(
-    current: &Registry,
-    inputs: &Inputs<'_>,
-    memory: &mut Memory,
-) -> (Vec<PluginRecord>, ReloadReport) {
-    let (files, _) = loader::scan(&inputs.config.plugin_dirs);
+/// changed. A directory problem is logged when it first appears.
+pub(super) fn pass(current: &Registry, inputs: &Inputs<'_>, memory: &mut Memory) -> Found {
+    let (files, problems) = loader::scan(&inputs.config.plugin_dirs);
+    let dir_problems: Vec<(PathBuf, String)> =
+        problems.into_iter().map(|p| (p.dir, p.message)).collect();
+    for (dir, problem) in &dir_problems {
+        if !current.dir_problems.iter().any(|(d, _)| d == dir) {
+            tracing::warn!("plugin directory {}: {problem}", dir.display());
+        }
+    }
     let mut pass = Pass {
         inputs,
         memory,
@@ -65,7 +77,11 @@ pub(super) fn pass(
         }
         records.push(record);
     }
-    (records, pass.report)
+    Found {
+        records,
+        report: pass.report,
+        dir_problems,
+    }
 }
 
 /// Adds to `superseded` the retired generations, and the modules that opened
@@ -109,20 +125,6 @@ pub(super) fn count_superseded(
 
 fn same_origin(a: &crate::instance::Origin, b: &crate::instance::Origin) -> bool {
     a.file == b.file && a.id == b.id
-}
-
-/// The directories that cannot be read; a problem is logged when it first
-/// appears.
-pub(super) fn dir_problems(config: &Config, current: &Registry) -> Vec<(PathBuf, String)> {
-    let (_, problems) = loader::scan(&config.plugin_dirs);
-    let problems: Vec<(PathBuf, String)> =
-        problems.into_iter().map(|p| (p.dir, p.message)).collect();
-    for (dir, problem) in &problems {
-        if !current.dir_problems.iter().any(|(d, _)| d == dir) {
-            tracing::warn!("plugin directory {}: {problem}", dir.display());
-        }
-    }
-    problems
 }
 
 struct Pass<'a, 'b> {
