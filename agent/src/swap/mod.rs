@@ -139,10 +139,6 @@ impl Plugins {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.shared.config
-    }
-
     pub fn registry(&self) -> arc_swap::Guard<Arc<Registry>> {
         self.shared.registry.load()
     }
