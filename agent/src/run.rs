@@ -96,8 +96,8 @@ pub fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<()> {
         );
     }
     let status = plugins.status();
-    service::ready(&status);
     tracing::info!("nova-agent {AGENT_VERSION} started: {status}");
+    service::ready(&status);
 
     loop {
         match signals.wait().context("waiting for signals")? {
