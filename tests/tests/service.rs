@@ -82,7 +82,8 @@ fn systemd_hears_ready_status_keepalives_reloads_and_stopping() {
         systemd.next_not_watchdog(),
         "READY=1\nSTATUS=3 plugins loaded; 1 of 1 channels serving"
     );
-    assert!(systemd.keepalives_within(Duration::from_millis(500)) >= 3);
+    // Every 100 ms: at least 3 in a second, even on a loaded machine.
+    assert!(systemd.keepalives_within(Duration::from_millis(1000)) >= 3);
 
     sandbox.add_plugin(&test_plugin("probe"));
     assert_eq!(
@@ -133,7 +134,7 @@ fn keepalives_stop_while_every_worker_is_stuck_and_resume_after() {
     for napper in &mut nappers {
         assert_eq!(napper.read_line(), nova("0", "slept 2500 ms"));
     }
-    assert!(systemd.keepalives_within(Duration::from_millis(600)) >= 1);
+    assert!(systemd.keepalives_within(Duration::from_millis(1500)) >= 1);
 }
 
 /// The file's text once it has a line with `needle`.
