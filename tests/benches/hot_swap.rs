@@ -169,18 +169,14 @@ fn report_latency(samples: &[Duration]) {
     );
 }
 
-fn live_entry(sandbox: &Sandbox, name: &str) -> serde_json::Value {
-    sandbox.plugin_entry(name)
-}
-
 fn superseded_bytes(sandbox: &Sandbox, name: &str) -> u64 {
-    live_entry(sandbox, name)["superseded"]["mapped_bytes"]
+    sandbox.plugin_entry(name)["superseded"]["mapped_bytes"]
         .as_u64()
         .unwrap_or(0)
 }
 
 fn generation_of(sandbox: &Sandbox, name: &str) -> usize {
-    live_entry(sandbox, name)["generation"]
+    sandbox.plugin_entry(name)["generation"]
         .as_u64()
         .unwrap_or(0) as usize
 }
