@@ -4,29 +4,38 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr, RRef};
+use serde_json::Value;
 
-use crate::ffi::{
-    CommandBox, ExchangeBox, FfiCall, FfiCall_TO, FfiCommand_TO, FfiDispatch, FfiDispatch_TO,
-    FfiExchange_TO, FfiParser_TO, HostBox, ParserBox,
+use crate::ffi::{FfiCall, FfiCall_TO, HostBox};
+use crate::types::{
+    CommandError, CommandInfo, Decoded, Gate, Incoming, Outcome, ParsedCall, PluginError,
 };
-use crate::guard::{GuardedCommand, GuardedExchange, GuardedParser};
-use crate::types::{PluginError, Reply, Request};
 
 /// A named job, e.g. `version`.
 pub trait Command: Send + Sync + 'static {
-    /// Runs once per request. An `Err` is answered as code `"500"` with its
-    /// message; a panic is caught and answered as `"500"` too.
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError>;
+    /// Runs once per request. The value is the answer; an error is answered
+    /// by its kind (a panic is caught and answered as a failure too).
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError>;
+
+    /// `false` for a command whose success is not answered at all (QGA's
+    /// `guest-shutdown`). Read once, when the plugin is loaded.
+    fn success_response(&self) -> bool {
+        true
+    }
 }
 
-/// Moves raw requests in and raw responses out.
+/// Moves input in and responses out.
 pub trait Exchange: Send + Sync + 'static {
     /// Opens the transport. `init` must not; this runs on the channel's thread.
     fn start(&self) -> Result<(), PluginError>;
-    /// Blocks until a request arrives; `Ok(None)` once shut down. Several
-    /// threads call this at once.
-    fn next_request(&self) -> Result<Option<Request>, PluginError>;
-    fn put_response(&self, id: &str, response: &[u8]) -> Result<(), PluginError>;
+    /// Blocks until input arrives; `Ok(None)` once shut down. Several threads
+    /// call this at once. A stream's next chunk may be handed out only once
+    /// the previous one was [responded](Self::respond) to.
+    fn next(&self) -> Result<Option<Incoming>, PluginError>;
+    /// Answers the item `next` handed out as `id`, exactly once, with every
+    /// response its input produced, in order. `response` is empty when there
+    /// is nothing to send.
+    fn respond(&self, id: &str, response: &[u8]) -> Result<(), PluginError>;
     /// The largest response the transport can carry.
     fn max_response_len(&self) -> Option<u64> {
         None
@@ -37,26 +46,38 @@ pub trait Exchange: Send + Sync + 'static {
     fn metadata_list(&self, _dir: &str) -> Result<Vec<String>, PluginError> {
         Ok(Vec::new())
     }
-    /// Stops taking requests: wakes every blocked `next_request` (they
-    /// return `Ok(None)`). A request already handed out must still get its
-    /// `put_response` delivered: on a hot swap the agent lets the workers
-    /// finish, then runs the instance's `on_shutdown` hook, and only then
-    /// starts the new build's exchange. Close what is left of the transport
-    /// there, or once the last answer is out.
+    /// Stops taking input: wakes every blocked `next` (they return
+    /// `Ok(None)`). An item already handed out must still get its `respond`
+    /// delivered: on a hot swap the agent lets the workers finish, then runs
+    /// the instance's `on_shutdown` hook, and only then starts the new
+    /// build's exchange. Close what is left of the transport there, or once
+    /// the last answer is out.
     fn shutdown(&self);
 }
 
-/// Turns a raw request into a command call and its reply into a raw response.
+/// Turns input into command calls, and outcomes into responses.
 pub trait Parser: Send + Sync + 'static {
-    /// `body` is `Err(reason)` when the exchange could not read the request.
-    fn handle(
-        &self,
-        body: Result<&[u8], &str>,
-        dispatch: &Dispatch<'_>,
-    ) -> Result<Vec<u8>, PluginError>;
-    /// Formats an error the agent met outside the parser (a panic, a response
-    /// too large for the transport).
-    fn error_response(&self, code: &str, message: &str) -> Vec<u8>;
+    /// Decodes one framed request; `Err(reason)` when the exchange could not
+    /// read it. Returns what to do, in order (usually one item).
+    fn decode(&self, request: Result<&[u8], &str>) -> Vec<Decoded>;
+
+    /// Encodes the outcome of a call this parser decoded. `None`: answer
+    /// nothing.
+    fn encode(&self, call: &ParsedCall, outcome: &Outcome) -> Option<Vec<u8>>;
+
+    /// A decoder for one raw byte stream, keeping its half-read input
+    /// between chunks. `None` (the default): this parser takes framed
+    /// requests only, and a channel whose exchange hands it a stream answers
+    /// nothing.
+    fn stream_decoder(&self) -> Option<Box<dyn StreamDecoder>> {
+        None
+    }
+}
+
+/// The state of one byte stream being decoded.
+pub trait StreamDecoder: Send + 'static {
+    /// Takes the next bytes; returns what they complete, in order.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Decoded>;
 }
 
 /// The agent, as a plugin sees it. Cheap to clone.
@@ -64,14 +85,8 @@ pub trait Parser: Send + Sync + 'static {
 pub struct Host(Arc<HostBox>);
 
 impl Host {
-    /// A host over any `FfiHost`: how the guard makes one, and how a plugin's
-    /// unit tests can (`FfiHost_TO::from_value(my_host, TD_Opaque)`).
-    pub fn new(ffi: HostBox) -> Self {
-        Host(Arc::new(ffi))
-    }
-
-    pub(crate) fn ffi(&self) -> &HostBox {
-        &self.0
+    pub(crate) fn new(ffi: Arc<HostBox>) -> Self {
+        Host(ffi)
     }
 
     /// The agent's version, e.g. `2.0.0`.
@@ -79,12 +94,18 @@ impl Host {
         self.0.agent_version().into()
     }
 
-    /// The command names a request may call right now.
-    pub fn command_names(&self) -> Vec<String> {
-        self.0
-            .command_names()
+    /// Every registered command, sorted by name, with whether a request may
+    /// call it right now.
+    pub fn commands(&self) -> Vec<CommandInfo> {
+        self.0.commands().iter().map(CommandInfo::from).collect()
+    }
+
+    /// The names of the commands a request may call right now, sorted.
+    pub fn enabled_commands(&self) -> Vec<String> {
+        self.commands()
             .into_iter()
-            .map(String::from)
+            .filter(|c| c.enabled)
+            .map(|c| c.name)
             .collect()
     }
 
@@ -97,31 +118,50 @@ impl Host {
     pub fn apply(&self) -> bool {
         self.0.apply()
     }
+
+    /// Closes (`true`) or opens the gate `name`, which some plugin declared
+    /// with [`Provides::gate`]. Fails for a gate no loaded plugin declares.
+    pub fn set_gate(&self, name: &str, closed: bool) -> Result<(), PluginError> {
+        self.0
+            .set_gate(RStr::from_str(name), closed)
+            .into_result()
+            .map_err(PluginError::from)
+    }
+
+    /// Whether the gate `name` is closed.
+    pub fn gate_closed(&self, name: &str) -> bool {
+        self.0.gate_closed(RStr::from_str(name))
+    }
 }
 
 /// One request, as a command sees it.
 pub struct Call<'a> {
     ffi: FfiCall_TO<'a, RRef<'a, ()>>,
-    value_json: &'a str,
+    arguments: &'a str,
 }
 
 impl<'a> Call<'a> {
-    /// A call with any `FfiCall` as its context; how the agent makes one, and
-    /// how a plugin's unit tests can.
-    pub fn new<T: FfiCall>(context: &'a T, value_json: &'a str) -> Self {
-        Call {
-            ffi: FfiCall_TO::from_ptr(context, TD_Opaque),
-            value_json,
-        }
+    pub(crate) fn from_ffi(ffi: FfiCall_TO<'a, RRef<'a, ()>>, arguments: &'a str) -> Self {
+        Call { ffi, arguments }
     }
 
-    pub(crate) fn from_ffi(ffi: FfiCall_TO<'a, RRef<'a, ()>>, value_json: &'a str) -> Self {
-        Call { ffi, value_json }
+    pub(crate) fn over<T: FfiCall>(context: &'a T, arguments: &'a str) -> Self {
+        Call::from_ffi(FfiCall_TO::from_ptr(context, TD_Opaque), arguments)
     }
 
-    /// The request's `value` as JSON text (`""` when the request had none).
-    pub fn value_json(&self) -> &str {
-        self.value_json
+    /// The arguments as the parser found them, as JSON text: the Nova
+    /// protocol's `value` (`""` when the request had none), QGA's
+    /// `arguments` (`{}` when absent). Read it as text where a number may be
+    /// wider than any machine integer.
+    pub fn arguments(&self) -> &str {
+        self.arguments
+    }
+
+    /// The arguments parsed into `T`; a mismatch is a
+    /// [`bad_arguments`](CommandError::bad_arguments) error.
+    pub fn parse_arguments<T: serde::de::DeserializeOwned>(&self) -> Result<T, CommandError> {
+        serde_json::from_str(self.arguments)
+            .map_err(|e| CommandError::bad_arguments(format!("invalid arguments: {e}")))
     }
 
     /// The channel the request arrived on.
@@ -135,6 +175,7 @@ impl<'a> Call<'a> {
             .metadata_read(RStr::from_str(key))
             .into_result()
             .map(|v| v.into_option().map(String::from))
+            .map_err(PluginError::from)
     }
 
     /// Lists a metadata directory through the request's exchange.
@@ -143,36 +184,17 @@ impl<'a> Call<'a> {
             .metadata_list(RStr::from_str(dir))
             .into_result()
             .map(|v| v.into_iter().map(String::from).collect())
+            .map_err(PluginError::from)
     }
 }
 
-/// The agent's dispatcher, as a parser sees it.
-pub struct Dispatch<'a>(FfiDispatch_TO<'a, RRef<'a, ()>>);
-
-impl<'a> Dispatch<'a> {
-    /// A dispatcher over any `FfiDispatch`; for the agent and for tests.
-    pub fn new<T: FfiDispatch>(dispatcher: &'a T) -> Self {
-        Dispatch(FfiDispatch_TO::from_ptr(dispatcher, TD_Opaque))
-    }
-
-    pub(crate) fn from_ffi(ffi: FfiDispatch_TO<'a, RRef<'a, ()>>) -> Self {
-        Dispatch(ffi)
-    }
-
-    /// Runs `command` with its value as JSON text. `None`: no such command.
-    pub fn run(&self, command: &str, value_json: &str) -> Option<Reply> {
-        self.0
-            .run(RStr::from_str(command), RStr::from_str(value_json))
-            .into_option()
-    }
-}
-
-/// What a plugin's `init` returns: its objects, by the names in its manifest.
+/// What a plugin's `init` returns: its objects, each named once, here.
 #[derive(Default)]
 pub struct Provides {
-    pub(crate) exchanges: Vec<(String, ExchangeBox)>,
-    pub(crate) parsers: Vec<(String, ParserBox)>,
-    pub(crate) commands: Vec<(String, CommandBox)>,
+    pub(crate) exchanges: Vec<(String, Box<dyn Exchange>)>,
+    pub(crate) parsers: Vec<(String, Box<dyn Parser>)>,
+    pub(crate) commands: Vec<(String, Box<dyn Command>)>,
+    pub(crate) gates: Vec<Gate>,
     pub(crate) on_shutdown: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -182,20 +204,24 @@ impl Provides {
     }
 
     pub fn exchange(mut self, name: &str, exchange: impl Exchange) -> Self {
-        let ffi = FfiExchange_TO::from_value(GuardedExchange(exchange), TD_Opaque);
-        self.exchanges.push((name.to_owned(), ffi));
+        self.exchanges.push((name.to_owned(), Box::new(exchange)));
         self
     }
 
     pub fn parser(mut self, name: &str, parser: impl Parser) -> Self {
-        let ffi = FfiParser_TO::from_value(GuardedParser(parser), TD_Opaque);
-        self.parsers.push((name.to_owned(), ffi));
+        self.parsers.push((name.to_owned(), Box::new(parser)));
         self
     }
 
     pub fn command(mut self, name: &str, command: impl Command) -> Self {
-        let ffi = FfiCommand_TO::from_value(GuardedCommand(command), TD_Opaque);
-        self.commands.push((name.to_owned(), ffi));
+        self.commands.push((name.to_owned(), Box::new(command)));
+        self
+    }
+
+    /// Declares a gate the plugin's commands close and open with
+    /// [`Host::set_gate`].
+    pub fn gate(mut self, gate: Gate) -> Self {
+        self.gates.push(gate);
         self
     }
 

@@ -1,9 +1,6 @@
 //! `export_plugin!` and the hidden items its expansion names.
 
-use abi_stable::{
-    prefix_type::PrefixTypeTrait,
-    std_types::{RSlice, RStr},
-};
+use abi_stable::{prefix_type::PrefixTypeTrait, std_types::RStr};
 
 use crate::ffi::{InitFn, PluginRoot, PluginRootRef};
 
@@ -18,31 +15,26 @@ macro_rules! __root_module_symbol {
     };
 }
 
-/// Exports a plugin: its manifest and its `init` function.
+/// Exports a plugin: who it is and its `init` function.
 ///
 /// ```text
 /// nova_agent_plugin_api::export_plugin! {
 ///     name: "hello",
 ///     description: "says hello",
-///     exchanges: [],
-///     parsers: [],
-///     commands: ["hello"],
-///     init: init,   // fn(Host, &str) -> Result<Provides, PluginError>
+///     init: init,   // fn(Host, serde_json::Value) -> Result<Provides, PluginError>
 /// }
 /// ```
 ///
 /// The version is the plugin crate's `CARGO_PKG_VERSION`. `init` receives the
-/// plugin's `[plugins.<name>]` table as JSON text (`{}` when absent) and must
-/// provide exactly the names listed. It runs under the panic guard, after the
-/// log bridge is installed; it must not open a transport or touch the system.
+/// plugin's `[plugins.<name>]` table as a JSON object (empty when absent) and
+/// returns what the plugin provides, each object named once. It runs under
+/// the panic guard, after the log bridge is installed; it must not open a
+/// transport or touch the system.
 #[macro_export]
 macro_rules! export_plugin {
     (
         name: $name:expr,
         description: $description:expr,
-        exchanges: [$($exchange:expr),* $(,)?],
-        parsers: [$($parser:expr),* $(,)?],
-        commands: [$($command:expr),* $(,)?],
         init: $init:path $(,)?
     ) => {
         #[doc(hidden)]
@@ -51,24 +43,15 @@ macro_rules! export_plugin {
             extern "C" fn __nova_agent_plugin_init(
                 host: $crate::ffi::HostBox,
                 config_json: $crate::__private::RStr<'_>,
-            ) -> $crate::__private::RResult<$crate::ffi::Instance, $crate::PluginError> {
+            ) -> $crate::ffi::FfiResult<$crate::ffi::Instance> {
                 $crate::__private::run_init(host, config_json, $init)
             }
             fn __nova_agent_plugin_root() -> $crate::ffi::PluginRootRef {
-                const EXCHANGES: &[$crate::__private::RStr<'static>] =
-                    &[$($crate::__private::RStr::from_str($exchange)),*];
-                const PARSERS: &[$crate::__private::RStr<'static>] =
-                    &[$($crate::__private::RStr::from_str($parser)),*];
-                const COMMANDS: &[$crate::__private::RStr<'static>] =
-                    &[$($crate::__private::RStr::from_str($command)),*];
                 $crate::__private::root_module(
                     $crate::__private::Manifest {
                         name: $name,
                         version: env!("CARGO_PKG_VERSION"),
                         description: $description,
-                        exchanges: EXCHANGES,
-                        parsers: PARSERS,
-                        commands: COMMANDS,
                     },
                     __nova_agent_plugin_init,
                 )
@@ -93,9 +76,6 @@ pub struct Manifest {
     pub name: &'static str,
     pub version: &'static str,
     pub description: &'static str,
-    pub exchanges: &'static [RStr<'static>],
-    pub parsers: &'static [RStr<'static>],
-    pub commands: &'static [RStr<'static>],
 }
 
 #[doc(hidden)]
@@ -104,9 +84,6 @@ pub fn root_module(manifest: Manifest, init: InitFn) -> PluginRootRef {
         name: RStr::from_str(manifest.name),
         version: RStr::from_str(manifest.version),
         description: RStr::from_str(manifest.description),
-        exchanges: RSlice::from_slice(manifest.exchanges),
-        parsers: RSlice::from_slice(manifest.parsers),
-        commands: RSlice::from_slice(manifest.commands),
         init,
     }
     .leak_into_prefix()

@@ -1,16 +1,20 @@
-//! The raw ABI: the root module and the FFI-safe trait objects.
+//! The raw ABI: the root module, the FFI-safe trait objects and the data
+//! that crosses between the agent and a plugin.
 //!
-//! The agent uses these types directly. Plugin authors never implement the
-//! `Ffi*` traits of plugins themselves: [`export_plugin!`](crate::export_plugin)
-//! wraps their plain Rust types ([`Command`](crate::Command) and friends) in
-//! adapters that catch panics. The host side (`FfiHost`, `FfiCall`,
-//! `FfiDispatch`) is implemented by the agent.
+//! Only the agent and this crate use these types. Plugin authors implement
+//! the plain traits ([`Command`](crate::Command) and friends); the export
+//! macro wraps them in adapters that catch panics. The host side
+//! ([`FfiHost`], [`FfiCall`]) is implemented by the agent, and by
+//! [`testing`](crate::testing) for plugins' tests.
 //!
 //! Evolution: the root module is a prefix type and every trait's vtable is
 //! one, so later minor versions may append fields and methods after the ones
 //! marked `last_prefix_field`. Nothing may be removed, reordered or retyped.
 
 #![allow(non_local_definitions)] // emitted by `#[sabi_trait]` expansions
+
+/// The abi_stable this ABI is built on, for the agent.
+pub use abi_stable;
 
 use abi_stable::{
     declare_root_module_statics,
@@ -21,22 +25,41 @@ use abi_stable::{
     RRef, StableAbi,
 };
 
-use crate::types::{LogLevel, PluginError, Reply, Request};
+use crate::types::{
+    CommandError, CommandInfo, Decoded, ErrorKind, Gate, Incoming, Input, Outcome, ParsedCall,
+    PluginError,
+};
+
+/// [`PluginError`] as it crosses the boundary.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum FfiError {
+    Panicked(RString),
+    Failed(RString),
+}
+
+/// The result type of every fallible FFI method.
+pub type FfiResult<T> = RResult<T, FfiError>;
 
 /// Services the agent gives every plugin in `init`.
 #[sabi_trait]
 pub trait FfiHost: Send + Sync {
-    /// Whether an event at `level` for `target` would be recorded.
-    fn log_enabled(&self, level: LogLevel, target: RStr<'_>) -> bool;
-    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>);
+    /// Whether an event at `level` (1 = error .. 5 = trace) for `target`
+    /// would be recorded.
+    fn log_enabled(&self, level: u8, target: RStr<'_>) -> bool;
+    fn log(&self, level: u8, target: RStr<'_>, message: RStr<'_>);
     fn agent_version(&self) -> RString;
-    /// Command names a request may call right now (after `[commands] deny`).
-    fn command_names(&self) -> RVec<RString>;
+    /// Every registered command, sorted by name, with whether a request may
+    /// call it right now.
+    fn commands(&self) -> RVec<FfiCommandInfo>;
     /// The filesystem root commands act on (`root` in the config).
     fn root(&self) -> RString;
     /// `false`: system actions are logged, not run.
-    #[sabi(last_prefix_field)]
     fn apply(&self) -> bool;
+    /// Closes (`true`) or opens a gate some plugin declared.
+    fn set_gate(&self, gate: RStr<'_>, closed: bool) -> FfiResult<()>;
+    #[sabi(last_prefix_field)]
+    fn gate_closed(&self, gate: RStr<'_>) -> bool;
 }
 
 /// One request's context, given to a command by the agent.
@@ -45,60 +68,53 @@ pub trait FfiCall: Send + Sync {
     /// The name of the channel the request arrived on.
     fn channel(&self) -> RString;
     /// Reads a metadata key (e.g. `vm-data/hostname`) from the request's exchange.
-    fn metadata_read(&self, key: RStr<'_>) -> RResult<ROption<RString>, PluginError>;
+    fn metadata_read(&self, key: RStr<'_>) -> FfiResult<ROption<RString>>;
     /// Lists the children of a metadata directory (e.g. `vm-data/networking`).
     #[sabi(last_prefix_field)]
-    fn metadata_list(&self, dir: RStr<'_>) -> RResult<RVec<RString>, PluginError>;
-}
-
-/// The agent's dispatcher, given to a parser for one request.
-#[sabi_trait]
-pub trait FfiDispatch: Send + Sync {
-    /// Runs a command with its value as JSON text. `RNone`: no such command
-    /// (or denied by policy, which reads the same).
-    #[sabi(last_prefix_field)]
-    fn run(&self, command: RStr<'_>, value_json: RStr<'_>) -> ROption<Reply>;
+    fn metadata_list(&self, dir: RStr<'_>) -> FfiResult<RVec<RString>>;
 }
 
 #[sabi_trait]
 pub trait FfiCommand: Send + Sync {
+    /// Runs the command with its arguments as JSON text. Never panics: a
+    /// panic comes back as an outcome of kind `Panicked`.
     #[sabi(last_prefix_field)]
-    fn run<'a>(
-        &self,
-        call: FfiCall_TO<'a, RRef<'a, ()>>,
-        value_json: RStr<'a>,
-    ) -> RResult<Reply, PluginError>;
+    fn run<'a>(&self, call: FfiCall_TO<'a, RRef<'a, ()>>, arguments: RStr<'a>) -> FfiOutcome;
 }
 
 #[sabi_trait]
 pub trait FfiParser: Send + Sync {
-    /// Turns a raw request into a raw response, running commands through `dispatch`.
-    fn handle<'a>(
-        &self,
-        body: RResult<RSlice<'a, u8>, RStr<'a>>,
-        dispatch: FfiDispatch_TO<'a, RRef<'a, ()>>,
-    ) -> RResult<RVec<u8>, PluginError>;
-    /// A raw response carrying an error the agent met outside the parser.
+    /// Decodes one framed request (or the reason it is unreadable).
+    fn decode(&self, input: FfiFramed<'_>) -> FfiResult<RVec<FfiDecoded>>;
+    /// Encodes one call's outcome; `RNone`: answer nothing.
+    fn encode(&self, call: &FfiParsedCall, outcome: &FfiOutcome) -> FfiResult<ROption<RVec<u8>>>;
+    /// A decoder for one raw byte stream; `RNone`: framed input only.
     #[sabi(last_prefix_field)]
-    fn error_response(&self, code: RStr<'_>, message: RStr<'_>) -> RResult<RVec<u8>, PluginError>;
+    fn stream_decoder(&self) -> FfiResult<ROption<StreamDecoderBox>>;
+}
+
+#[sabi_trait]
+pub trait FfiStreamDecoder: Send {
+    /// Takes the next bytes of the stream; returns what they complete.
+    #[sabi(last_prefix_field)]
+    fn feed(&mut self, bytes: RSlice<'_, u8>) -> FfiResult<RVec<FfiDecoded>>;
 }
 
 #[sabi_trait]
 pub trait FfiExchange: Send + Sync {
     /// Opens the transport. Called once, on the channel's thread.
-    fn start(&self) -> RResult<(), PluginError>;
-    /// Blocks until a request arrives. `RNone` once `shutdown` has been called.
+    fn start(&self) -> FfiResult<()>;
+    /// Blocks until input arrives. `RNone` once `shutdown` has been called.
     /// Called from several threads at once.
-    fn next_request(&self) -> RResult<ROption<Request>, PluginError>;
-    fn put_response(&self, id: RStr<'_>, response: RSlice<'_, u8>) -> RResult<(), PluginError>;
+    fn next(&self) -> FfiResult<ROption<FfiIncoming>>;
+    /// Answers one incoming item, exactly once; `response` may be empty.
+    fn respond(&self, id: RStr<'_>, response: RSlice<'_, u8>) -> FfiResult<()>;
     /// The largest response the transport carries, if it has a limit.
     fn max_response_len(&self) -> ROption<u64>;
-    fn metadata_read(&self, key: RStr<'_>) -> RResult<ROption<RString>, PluginError>;
-    fn metadata_list(&self, dir: RStr<'_>) -> RResult<RVec<RString>, PluginError>;
-    /// Stops taking requests: wakes every `next_request` (they return
-    /// `RNone`). Responses to requests already handed out are still
-    /// delivered; the transport closes by the lifecycle's `shutdown` at the
-    /// latest.
+    fn metadata_read(&self, key: RStr<'_>) -> FfiResult<ROption<RString>>;
+    fn metadata_list(&self, dir: RStr<'_>) -> FfiResult<RVec<RString>>;
+    /// Stops taking input: wakes every `next` (they return `RNone`).
+    /// Responses to items already handed out are still delivered.
     #[sabi(last_prefix_field)]
     fn shutdown(&self);
 }
@@ -115,24 +131,108 @@ pub trait FfiLifecycle: Send + Sync {
 pub type HostBox = FfiHost_TO<'static, RBox<()>>;
 pub type CommandBox = FfiCommand_TO<'static, RBox<()>>;
 pub type ParserBox = FfiParser_TO<'static, RBox<()>>;
+pub type StreamDecoderBox = FfiStreamDecoder_TO<'static, RBox<()>>;
 pub type ExchangeBox = FfiExchange_TO<'static, RBox<()>>;
 pub type LifecycleBox = FfiLifecycle_TO<'static, RBox<()>>;
 
-/// What `init` returns: the plugin's objects, by name.
+/// A framed request as a parser receives it.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub enum FfiFramed<'a> {
+    Request(RSlice<'a, u8>),
+    Unreadable(RStr<'a>),
+}
+
+/// [`Input`] as it crosses the boundary.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum FfiInput {
+    Request(RVec<u8>),
+    Unreadable(RString),
+    Stream { stream: RString, bytes: RVec<u8> },
+    StreamEnd { stream: RString },
+}
+
+/// [`Incoming`] as it crosses the boundary.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiIncoming {
+    pub id: RString,
+    pub input: FfiInput,
+}
+
+/// [`ParsedCall`] as it crosses the boundary.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Default)]
+pub struct FfiParsedCall {
+    pub command: RString,
+    pub arguments: RString,
+    pub context: RString,
+}
+
+/// [`Decoded`] as it crosses the boundary.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum FfiDecoded {
+    Call(FfiParsedCall),
+    Answer(RVec<u8>),
+}
+
+/// [`Outcome`] as it crosses the boundary: `kind` 0 is success and `text`
+/// the value's JSON text; otherwise `kind` is an [`ErrorKind`] number and
+/// `text` its message.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiOutcome {
+    pub kind: u8,
+    pub text: RString,
+    pub success_response: bool,
+}
+
+/// [`CommandInfo`] as it crosses the boundary.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiCommandInfo {
+    pub name: RString,
+    pub enabled: bool,
+    pub success_response: bool,
+}
+
+/// [`Gate`] as it crosses the boundary.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiGate {
+    pub name: RString,
+    pub reason: RString,
+    pub allow: RVec<RString>,
+}
+
+/// One command a plugin provides.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiCommandEntry {
+    pub name: RString,
+    pub success_response: bool,
+    pub object: CommandBox,
+}
+
+/// What `init` returns: the plugin's objects, by name, and its gates.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct Instance {
     pub exchanges: RVec<Tuple2<RString, ExchangeBox>>,
     pub parsers: RVec<Tuple2<RString, ParserBox>>,
-    pub commands: RVec<Tuple2<RString, CommandBox>>,
+    pub commands: RVec<FfiCommandEntry>,
+    pub gates: RVec<FfiGate>,
     pub lifecycle: LifecycleBox,
 }
 
 /// `init(host, config_json)`: `config_json` is the plugin's `[plugins.<name>]`
 /// table as a JSON object (`{}` when absent).
-pub type InitFn = extern "C" fn(HostBox, RStr<'_>) -> RResult<Instance, PluginError>;
+pub type InitFn = extern "C" fn(HostBox, RStr<'_>) -> FfiResult<Instance>;
 
-/// The root module every plugin exports: its manifest and its `init`.
+/// The root module every plugin exports: who it is, and its `init`. What it
+/// provides is what `init` returns.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginRootRef)))]
@@ -141,12 +241,9 @@ pub struct PluginRoot {
     pub name: RStr<'static>,
     pub version: RStr<'static>,
     pub description: RStr<'static>,
-    pub exchanges: RSlice<'static, RStr<'static>>,
-    pub parsers: RSlice<'static, RStr<'static>>,
-    pub commands: RSlice<'static, RStr<'static>>,
     /// See [`InitFn`].
     #[sabi(last_prefix_field)]
-    pub init: extern "C" fn(host: HostBox, config_json: RStr<'_>) -> RResult<Instance, PluginError>,
+    pub init: extern "C" fn(host: HostBox, config_json: RStr<'_>) -> FfiResult<Instance>,
 }
 
 impl RootModule for PluginRootRef {
@@ -154,4 +251,188 @@ impl RootModule for PluginRootRef {
     const BASE_NAME: &'static str = "nova_agent_plugin";
     const NAME: &'static str = "nova-agent plugin";
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+// Conversions between the plain types and their FFI twins.
+
+impl From<PluginError> for FfiError {
+    fn from(e: PluginError) -> Self {
+        match e {
+            PluginError::Panicked(m) => FfiError::Panicked(m.into()),
+            PluginError::Failed(m) => FfiError::Failed(m.into()),
+        }
+    }
+}
+
+impl From<FfiError> for PluginError {
+    fn from(e: FfiError) -> Self {
+        match e {
+            FfiError::Panicked(m) => PluginError::Panicked(m.into()),
+            FfiError::Failed(m) => PluginError::Failed(m.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for FfiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FfiError::Panicked(m) => write!(f, "panicked: {m}"),
+            FfiError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<Input> for FfiInput {
+    fn from(input: Input) -> Self {
+        match input {
+            Input::Request(bytes) => FfiInput::Request(bytes.into()),
+            Input::Unreadable(reason) => FfiInput::Unreadable(reason.into()),
+            Input::Stream { stream, bytes } => FfiInput::Stream {
+                stream: stream.into(),
+                bytes: bytes.into(),
+            },
+            Input::StreamEnd { stream } => FfiInput::StreamEnd {
+                stream: stream.into(),
+            },
+        }
+    }
+}
+
+impl From<FfiInput> for Input {
+    fn from(input: FfiInput) -> Self {
+        match input {
+            FfiInput::Request(bytes) => Input::Request(bytes.into()),
+            FfiInput::Unreadable(reason) => Input::Unreadable(reason.into()),
+            FfiInput::Stream { stream, bytes } => Input::Stream {
+                stream: stream.into(),
+                bytes: bytes.into(),
+            },
+            FfiInput::StreamEnd { stream } => Input::StreamEnd {
+                stream: stream.into(),
+            },
+        }
+    }
+}
+
+impl From<Incoming> for FfiIncoming {
+    fn from(incoming: Incoming) -> Self {
+        FfiIncoming {
+            id: incoming.id.into(),
+            input: incoming.input.into(),
+        }
+    }
+}
+
+impl From<FfiIncoming> for Incoming {
+    fn from(incoming: FfiIncoming) -> Self {
+        Incoming {
+            id: incoming.id.into(),
+            input: incoming.input.into(),
+        }
+    }
+}
+
+impl From<ParsedCall> for FfiParsedCall {
+    fn from(call: ParsedCall) -> Self {
+        FfiParsedCall {
+            command: call.command.into(),
+            arguments: call.arguments.into(),
+            context: call.context.into(),
+        }
+    }
+}
+
+impl From<&FfiParsedCall> for ParsedCall {
+    fn from(call: &FfiParsedCall) -> Self {
+        ParsedCall {
+            command: call.command.to_string(),
+            arguments: call.arguments.to_string(),
+            context: call.context.to_string(),
+        }
+    }
+}
+
+impl From<Decoded> for FfiDecoded {
+    fn from(decoded: Decoded) -> Self {
+        match decoded {
+            Decoded::Call(call) => FfiDecoded::Call(call.into()),
+            Decoded::Answer(bytes) => FfiDecoded::Answer(bytes.into()),
+        }
+    }
+}
+
+impl From<FfiDecoded> for Decoded {
+    fn from(decoded: FfiDecoded) -> Self {
+        match decoded {
+            FfiDecoded::Call(call) => Decoded::Call((&call).into()),
+            FfiDecoded::Answer(bytes) => Decoded::Answer(bytes.into()),
+        }
+    }
+}
+
+impl From<&Outcome> for FfiOutcome {
+    fn from(outcome: &Outcome) -> Self {
+        let (kind, text) = match &outcome.result {
+            Ok(json) => (0, json.as_str()),
+            Err(e) => (e.kind.to_u8(), e.message.as_str()),
+        };
+        FfiOutcome {
+            kind,
+            text: text.into(),
+            success_response: outcome.success_response,
+        }
+    }
+}
+
+impl From<&FfiOutcome> for Outcome {
+    fn from(outcome: &FfiOutcome) -> Self {
+        let text = outcome.text.to_string();
+        Outcome {
+            result: match outcome.kind {
+                0 => Ok(text),
+                kind => Err(CommandError::new(ErrorKind::from_u8(kind), text)),
+            },
+            success_response: outcome.success_response,
+        }
+    }
+}
+
+impl From<&CommandInfo> for FfiCommandInfo {
+    fn from(info: &CommandInfo) -> Self {
+        FfiCommandInfo {
+            name: info.name.as_str().into(),
+            enabled: info.enabled,
+            success_response: info.success_response,
+        }
+    }
+}
+
+impl From<&FfiCommandInfo> for CommandInfo {
+    fn from(info: &FfiCommandInfo) -> Self {
+        CommandInfo {
+            name: info.name.to_string(),
+            enabled: info.enabled,
+            success_response: info.success_response,
+        }
+    }
+}
+
+impl From<Gate> for FfiGate {
+    fn from(gate: Gate) -> Self {
+        FfiGate {
+            name: gate.name.into(),
+            reason: gate.reason.into(),
+            allow: gate.allow.into_iter().map(RString::from).collect(),
+        }
+    }
+}
+
+impl From<&FfiGate> for Gate {
+    fn from(gate: &FfiGate) -> Self {
+        Gate {
+            name: gate.name.to_string(),
+            reason: gate.reason.to_string(),
+            allow: gate.allow.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 }

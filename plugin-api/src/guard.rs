@@ -3,30 +3,32 @@
 //!
 //! A panic that reaches an `extern "C"` frame aborts the whole agent, and
 //! abi_stable's own guard calls `exit(1)`; so nothing a plugin author writes
-//! may run outside [`guard`].
+//! runs outside these adapters.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RSlice, RStr, RString, RVec, Tuple2},
+    std_types::{ROption, RSlice, RStr, RString, RVec, Tuple2},
     RRef,
 };
 
-use crate::author::{Call, Command, Dispatch, Exchange, Host, Parser, Provides};
+use crate::author::{Call, Command, Exchange, Host, Parser, Provides, StreamDecoder};
 use crate::ffi::{
-    FfiCall_TO, FfiCommand, FfiDispatch_TO, FfiExchange, FfiLifecycle, FfiLifecycle_TO, FfiParser,
-    HostBox, Instance,
+    FfiCall_TO, FfiCommand, FfiCommandEntry, FfiCommand_TO, FfiDecoded, FfiError, FfiExchange,
+    FfiExchange_TO, FfiFramed, FfiIncoming, FfiLifecycle, FfiLifecycle_TO, FfiOutcome,
+    FfiParsedCall, FfiParser, FfiParser_TO, FfiResult, FfiStreamDecoder, FfiStreamDecoder_TO,
+    HostBox, Instance, StreamDecoderBox,
 };
-use crate::types::{PluginError, Reply, Request};
+use crate::types::{Decoded, ErrorKind, Outcome, ParsedCall, PluginError};
 
-/// Runs `f`, turning a panic into `PluginError::Panicked`.
-pub fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginError> {
+/// Runs `f`, turning a panic into `FfiError::Panicked`.
+fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> FfiResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(result) => result.into(),
-        Err(payload) => RResult::RErr(PluginError::Panicked(panic_message(&*payload).into())),
+        Ok(result) => result.map_err(FfiError::from).into(),
+        Err(payload) => Err(FfiError::Panicked(panic_message(&*payload).into())).into(),
     }
 }
 
@@ -45,66 +47,92 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-pub(crate) struct GuardedCommand<T>(pub T);
-
-impl<T: Command> FfiCommand for GuardedCommand<T> {
-    fn run<'a>(
-        &self,
-        call: FfiCall_TO<'a, RRef<'a, ()>>,
-        value_json: RStr<'a>,
-    ) -> RResult<Reply, PluginError> {
-        guard(|| self.0.run(&Call::from_ffi(call, value_json.as_str())))
-    }
+fn decoded(list: Vec<Decoded>) -> RVec<FfiDecoded> {
+    list.into_iter().map(FfiDecoded::from).collect()
 }
 
-pub(crate) struct GuardedParser<T>(pub T);
+struct GuardedCommand {
+    command: Box<dyn Command>,
+    success_response: bool,
+}
 
-impl<T: Parser> FfiParser for GuardedParser<T> {
-    fn handle<'a>(
-        &self,
-        body: RResult<RSlice<'a, u8>, RStr<'a>>,
-        dispatch: FfiDispatch_TO<'a, RRef<'a, ()>>,
-    ) -> RResult<RVec<u8>, PluginError> {
-        let body = match body {
-            RResult::ROk(bytes) => Ok(bytes.as_slice()),
-            RResult::RErr(reason) => Err(reason.as_str()),
+impl FfiCommand for GuardedCommand {
+    fn run<'a>(&self, call: FfiCall_TO<'a, RRef<'a, ()>>, arguments: RStr<'a>) -> FfiOutcome {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.command
+                .run(&Call::from_ffi(call, arguments.as_str()))
+        }));
+        let (kind, text) = match result {
+            Ok(Ok(value)) => (0, value.to_string()),
+            Ok(Err(e)) => (e.kind.to_u8(), e.message),
+            Err(payload) => (ErrorKind::Panicked.to_u8(), panic_message(&*payload)),
         };
+        FfiOutcome {
+            kind,
+            text: text.into(),
+            success_response: self.success_response,
+        }
+    }
+}
+
+struct GuardedParser(Box<dyn Parser>);
+
+impl FfiParser for GuardedParser {
+    fn decode(&self, input: FfiFramed<'_>) -> FfiResult<RVec<FfiDecoded>> {
+        let input = match input {
+            FfiFramed::Request(bytes) => Ok(bytes.as_slice()),
+            FfiFramed::Unreadable(reason) => Err(reason.as_str()),
+        };
+        guard(|| Ok(decoded(self.0.decode(input))))
+    }
+
+    fn encode(&self, call: &FfiParsedCall, outcome: &FfiOutcome) -> FfiResult<ROption<RVec<u8>>> {
         guard(|| {
-            self.0
-                .handle(body, &Dispatch::from_ffi(dispatch))
-                .map(RVec::from)
+            let call = ParsedCall::from(call);
+            let outcome = Outcome::from(outcome);
+            Ok(self.0.encode(&call, &outcome).map(RVec::from).into())
         })
     }
 
-    fn error_response(&self, code: RStr<'_>, message: RStr<'_>) -> RResult<RVec<u8>, PluginError> {
+    fn stream_decoder(&self) -> FfiResult<ROption<StreamDecoderBox>> {
         guard(|| {
-            Ok(RVec::from(
-                self.0.error_response(code.as_str(), message.as_str()),
-            ))
+            Ok(self
+                .0
+                .stream_decoder()
+                .map(|d| FfiStreamDecoder_TO::from_value(GuardedStreamDecoder(d), TD_Opaque))
+                .into())
         })
     }
 }
 
-pub(crate) struct GuardedExchange<T>(pub T);
+struct GuardedStreamDecoder(Box<dyn StreamDecoder>);
 
-impl<T: Exchange> FfiExchange for GuardedExchange<T> {
-    fn start(&self) -> RResult<(), PluginError> {
+impl FfiStreamDecoder for GuardedStreamDecoder {
+    fn feed(&mut self, bytes: RSlice<'_, u8>) -> FfiResult<RVec<FfiDecoded>> {
+        guard(|| Ok(decoded(self.0.feed(bytes.as_slice()))))
+    }
+}
+
+struct GuardedExchange(Box<dyn Exchange>);
+
+impl FfiExchange for GuardedExchange {
+    fn start(&self) -> FfiResult<()> {
         guard(|| self.0.start())
     }
 
-    fn next_request(&self) -> RResult<ROption<Request>, PluginError> {
-        guard(|| self.0.next_request().map(ROption::from))
+    fn next(&self) -> FfiResult<ROption<FfiIncoming>> {
+        guard(|| Ok(self.0.next()?.map(FfiIncoming::from).into()))
     }
 
-    fn put_response(&self, id: RStr<'_>, response: RSlice<'_, u8>) -> RResult<(), PluginError> {
-        guard(|| self.0.put_response(id.as_str(), response.as_slice()))
+    fn respond(&self, id: RStr<'_>, response: RSlice<'_, u8>) -> FfiResult<()> {
+        guard(|| self.0.respond(id.as_str(), response.as_slice()))
     }
 
     fn max_response_len(&self) -> ROption<u64> {
         guard_or(None, || self.0.max_response_len()).into()
     }
 
-    fn metadata_read(&self, key: RStr<'_>) -> RResult<ROption<RString>, PluginError> {
+    fn metadata_read(&self, key: RStr<'_>) -> FfiResult<ROption<RString>> {
         guard(|| {
             self.0
                 .metadata_read(key.as_str())
@@ -112,7 +140,7 @@ impl<T: Exchange> FfiExchange for GuardedExchange<T> {
         })
     }
 
-    fn metadata_list(&self, dir: RStr<'_>) -> RResult<RVec<RString>, PluginError> {
+    fn metadata_list(&self, dir: RStr<'_>) -> FfiResult<RVec<RString>> {
         guard(|| {
             self.0
                 .metadata_list(dir.as_str())
@@ -136,38 +164,71 @@ impl FfiLifecycle for GuardedLifecycle {
     }
 }
 
+/// The plugin's objects, each wrapped in its guard.
+pub(crate) fn instance(provides: Provides) -> Instance {
+    Instance {
+        exchanges: provides
+            .exchanges
+            .into_iter()
+            .map(|(name, object)| {
+                let object = FfiExchange_TO::from_value(GuardedExchange(object), TD_Opaque);
+                Tuple2(name.into(), object)
+            })
+            .collect(),
+        parsers: provides
+            .parsers
+            .into_iter()
+            .map(|(name, object)| {
+                let object = FfiParser_TO::from_value(GuardedParser(object), TD_Opaque);
+                Tuple2(name.into(), object)
+            })
+            .collect(),
+        commands: provides
+            .commands
+            .into_iter()
+            .map(|(name, command)| {
+                let success_response = guard_or(true, || command.success_response());
+                FfiCommandEntry {
+                    name: name.into(),
+                    success_response,
+                    object: FfiCommand_TO::from_value(
+                        GuardedCommand {
+                            command,
+                            success_response,
+                        },
+                        TD_Opaque,
+                    ),
+                }
+            })
+            .collect(),
+        gates: provides.gates.into_iter().map(Into::into).collect(),
+        lifecycle: FfiLifecycle_TO::from_value(
+            GuardedLifecycle(Mutex::new(provides.on_shutdown)),
+            TD_Opaque,
+        ),
+    }
+}
+
+/// The author's `init`: the host and the plugin's config table.
+pub type AuthorInit = fn(Host, serde_json::Value) -> Result<Provides, PluginError>;
+
 /// The body of every plugin's `extern "C" fn init`, which `export_plugin!`
 /// writes: installs the log bridge and panic hook, then runs the author's
 /// `init` under the guard.
-pub fn run_init(
-    host: HostBox,
-    config_json: RStr<'_>,
-    init: fn(Host, &str) -> Result<Provides, PluginError>,
-) -> RResult<Instance, PluginError> {
+pub fn run_init(host: HostBox, config_json: RStr<'_>, init: AuthorInit) -> FfiResult<Instance> {
     guard(|| {
-        let host = Host::new(host);
+        let host = Arc::new(host);
         crate::log::install(&host);
-        let provides = init(host, config_json.as_str())?;
-        Ok(Instance {
-            exchanges: provides
-                .exchanges
-                .into_iter()
-                .map(|(n, o)| Tuple2(n.into(), o))
-                .collect(),
-            parsers: provides
-                .parsers
-                .into_iter()
-                .map(|(n, o)| Tuple2(n.into(), o))
-                .collect(),
-            commands: provides
-                .commands
-                .into_iter()
-                .map(|(n, o)| Tuple2(n.into(), o))
-                .collect(),
-            lifecycle: FfiLifecycle_TO::from_value(
-                GuardedLifecycle(Mutex::new(provides.on_shutdown)),
-                TD_Opaque,
-            ),
-        })
+        let config = parse_config(config_json.as_str())?;
+        Ok(instance(init(Host::new(host), config)?))
     })
+}
+
+fn parse_config(json: &str) -> Result<serde_json::Value, PluginError> {
+    match serde_json::from_str(json) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        _ => Err(PluginError::failed(
+            "the agent passed a config table that is not a JSON object",
+        )),
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use abi_stable::std_types::RStr;
 use tracing_core::{
@@ -17,14 +17,14 @@ use tracing_core::{
     Event, Metadata, Subscriber,
 };
 
-use crate::author::Host;
+use crate::ffi::HostBox;
 use crate::types::LogLevel;
 
-static HOST: OnceLock<Host> = OnceLock::new();
+static HOST: OnceLock<Arc<HostBox>> = OnceLock::new();
 
 /// Installs the bridge once per loaded plugin; later calls keep the first host.
-pub(crate) fn install(host: &Host) {
-    if HOST.set(host.clone()).is_err() {
+pub(crate) fn install(host: &Arc<HostBox>) {
+    if HOST.set(Arc::clone(host)).is_err() {
         return;
     }
     let forwarder = Forwarder {
@@ -48,8 +48,7 @@ pub(crate) fn install(host: &Host) {
 
 fn forward(level: LogLevel, target: &str, message: &str) {
     if let Some(host) = HOST.get() {
-        host.ffi()
-            .log(level, RStr::from_str(target), RStr::from_str(message));
+        host.log(level.0, RStr::from_str(target), RStr::from_str(message));
     } else {
         eprintln!("{target}: {message}");
     }
@@ -69,8 +68,8 @@ impl Subscriber for Forwarder {
         // Spans are not forwarded; events carry what matters.
         metadata.is_event()
             && HOST.get().is_some_and(|host| {
-                host.ffi().log_enabled(
-                    LogLevel::from_tracing(*metadata.level()),
+                host.log_enabled(
+                    LogLevel::from_tracing(*metadata.level()).0,
                     RStr::from_str(metadata.target()),
                 )
             })

@@ -1,76 +1,106 @@
-//! Stand-ins for the agent, for a plugin's unit tests.
+//! Stand-ins for the agent, for a plugin's tests.
 //!
-//! The agent implements [`FfiHost`] (what `init` receives) and [`FfiCall`]
-//! (one request's context). A plugin's tests need the same two things
-//! without an agent: [`TestHost`] gives `init`, or a command that keeps a
-//! [`Host`], a root and an `apply` flag; [`TestCall`] gives a command a
-//! channel name and metadata keys.
+//! - [`TestHost`]: what `init` receives, with a root, an `apply` flag and the
+//!   agent's version set by the test;
+//! - [`TestCall`]: one request's context (its channel, the metadata its
+//!   exchange holds), to run a [`Command`] of one's own directly;
+//! - [`TestAgent`]: plugins loaded through their exported `init`, exactly as
+//!   the agent does, with the agent's dispatch rules (unknown commands,
+//!   `deny`, gates, panics), so a parser and commands can be driven end to
+//!   end: bytes in, bytes out.
 //!
 //! ```
-//! use nova_agent_plugin_api::testing::{TestCall, TestHost};
-//! use nova_agent_plugin_api::{Call, Command, Host, PluginError, Reply};
+//! use nova_agent_plugin_api::testing::{TestAgent, TestHost};
+//! use nova_agent_plugin_api::{Command, Call, CommandError, Host, PluginError, Provides};
+//! use serde_json::{json, Value};
 //!
-//! struct Hostname {
-//!     host: Host,
-//! }
+//! struct Root(Host);
 //!
-//! impl Command for Hostname {
-//!     fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-//!         let name = call.metadata_read("vm-data/hostname")?.unwrap_or_default();
-//!         let root = self.host.root();
-//!         Ok(Reply::ok(format!("{name} under {}", root.display())))
+//! impl Command for Root {
+//!     fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
+//!         Ok(json!(self.0.root()))
 //!     }
 //! }
 //!
-//! let command = Hostname {
-//!     host: TestHost::new("/tmp/guest").host(),
-//! };
-//! let context = TestCall::new().with_metadata("vm-data/hostname", "web-01");
-//! let reply = command.run(&Call::new(&context, "\"\""))?;
-//! assert_eq!(reply, Reply::ok("web-01 under /tmp/guest"));
+//! fn init(host: Host, _config: Value) -> Result<Provides, PluginError> {
+//!     Ok(Provides::new().command("root", Root(host)))
+//! }
+//!
+//! let agent = TestAgent::new(TestHost::new("/tmp/guest")).with_plugin(init, json!({}))?;
+//! assert_eq!(agent.run("root", "\"\"").result, Ok("\"/tmp/guest\"".to_owned()));
 //! # Ok::<(), PluginError>(())
 //! ```
 //!
-//! Logging: inside a unit test a plugin's `tracing` events go straight to the
-//! test's own subscriber, as in any crate; the host's log callback is reached
-//! only once an `init` went through the exported root module, which installs
-//! the log bridge for the whole test binary. [`TestHost`] drops those events
-//! (`log_enabled` is `false`).
+//! Logging: inside a test a plugin's `tracing` events go to the test's own
+//! subscriber, as in any crate, until an `init` went through
+//! [`TestAgent::with_plugin`], which installs the log bridge for the whole
+//! test binary; [`TestHost`] then drops the events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RStr, RString, RVec},
-    RRef,
+    std_types::{ROption, RStr, RString, RVec},
+};
+use serde_json::Value;
+
+use crate::author::{Call, Command, Host};
+use crate::ffi::{
+    CommandBox, FfiCall, FfiCommandInfo, FfiDecoded, FfiError, FfiFramed, FfiHost, FfiHost_TO,
+    FfiParsedCall, FfiResult, Instance, ParserBox, StreamDecoderBox,
+};
+use crate::guard::{run_init, AuthorInit};
+use crate::types::{
+    CommandError, CommandInfo, Decoded, ErrorKind, Gate, Outcome, ParsedCall, PluginError,
 };
 
-use crate::author::Host;
-use crate::ffi::{FfiCall, FfiCall_TO, FfiHost, FfiHost_TO, HostBox};
-use crate::types::{LogLevel, PluginError};
-
 /// The agent's services as a test sets them: a root, `apply` (`false`
-/// unless set), the command names a request may call (none unless set) and
-/// the agent version `"test"`. Log events are dropped.
+/// unless set), the agent version `"test"` and the registered commands
+/// (those of the plugins a [`TestAgent`] loaded, or those set here). Log
+/// events are dropped.
 ///
 /// ```
 /// use nova_agent_plugin_api::testing::TestHost;
 ///
 /// let host = TestHost::new("/tmp/guest")
 ///     .with_apply(true)
-///     .with_command_names(["version", "password"])
+///     .with_commands(["version", "password"])
 ///     .host();
 /// assert_eq!(host.root(), std::path::Path::new("/tmp/guest"));
 /// assert!(host.apply());
-/// assert_eq!(host.command_names(), ["version", "password"]);
+/// assert_eq!(host.enabled_commands(), ["password", "version"]);
 /// assert_eq!(host.agent_version(), "test");
 /// ```
 #[derive(Clone, Debug)]
 pub struct TestHost {
     root: String,
     apply: bool,
-    command_names: Vec<String>,
     agent_version: String,
+    state: Arc<Mutex<HostState>>,
+}
+
+#[derive(Debug, Default)]
+struct HostState {
+    /// name → success_response
+    commands: BTreeMap<String, bool>,
+    deny: BTreeSet<String>,
+    /// name → (gate, closed)
+    gates: BTreeMap<String, (Gate, bool)>,
+}
+
+impl HostState {
+    /// Why `command` may not run now, if it may not: `Some("")` for deny,
+    /// `Some(reason)` for a closed gate.
+    fn refusal(&self, command: &str) -> Option<String> {
+        if self.deny.contains(command) {
+            return Some(String::new());
+        }
+        self.gates
+            .values()
+            .find(|(gate, closed)| *closed && !gate.allow.iter().any(|c| c == command))
+            .map(|(gate, _)| gate.reason.clone())
+    }
 }
 
 impl TestHost {
@@ -79,8 +109,8 @@ impl TestHost {
         TestHost {
             root: root.into(),
             apply: false,
-            command_names: Vec::new(),
             agent_version: "test".to_owned(),
+            state: Arc::default(),
         }
     }
 
@@ -90,13 +120,26 @@ impl TestHost {
         self
     }
 
-    /// The command names a request may call.
-    pub fn with_command_names<I>(mut self, names: I) -> Self
+    /// Registered commands (answering on success), besides those of the
+    /// plugins a [`TestAgent`] loads.
+    pub fn with_commands<I>(self, names: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        self.command_names = names.into_iter().map(Into::into).collect();
+        self.lock()
+            .commands
+            .extend(names.into_iter().map(|n| (n.into(), true)));
+        self
+    }
+
+    /// Commands denied as by `[commands] deny`.
+    pub fn with_deny<I>(self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.lock().deny.extend(names.into_iter().map(Into::into));
         self
     }
 
@@ -108,31 +151,38 @@ impl TestHost {
 
     /// The [`Host`] a plugin's `init` receives from the agent.
     pub fn host(&self) -> Host {
-        Host::new(self.to_ffi())
+        Host::new(Arc::new(FfiHost_TO::from_value(self.clone(), TD_Opaque)))
     }
 
-    /// The raw host, for calling a plugin's exported `init` through its
-    /// root module (`PluginRootRef::init`) as the agent does.
-    pub fn to_ffi(&self) -> HostBox {
-        FfiHost_TO::from_value(self.clone(), TD_Opaque)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HostState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl FfiHost for TestHost {
-    fn log_enabled(&self, _level: LogLevel, _target: RStr<'_>) -> bool {
+    fn log_enabled(&self, _level: u8, _target: RStr<'_>) -> bool {
         false
     }
 
-    fn log(&self, _level: LogLevel, _target: RStr<'_>, _message: RStr<'_>) {}
+    fn log(&self, _level: u8, _target: RStr<'_>, _message: RStr<'_>) {}
 
     fn agent_version(&self) -> RString {
         self.agent_version.as_str().into()
     }
 
-    fn command_names(&self) -> RVec<RString> {
-        self.command_names
+    fn commands(&self) -> RVec<FfiCommandInfo> {
+        let state = self.lock();
+        state
+            .commands
             .iter()
-            .map(|name| RString::from(name.as_str()))
+            .map(|(name, success_response)| {
+                let info = CommandInfo {
+                    name: name.clone(),
+                    enabled: state.refusal(name).is_none(),
+                    success_response: *success_response,
+                };
+                FfiCommandInfo::from(&info)
+            })
             .collect()
     }
 
@@ -143,6 +193,26 @@ impl FfiHost for TestHost {
     fn apply(&self) -> bool {
         self.apply
     }
+
+    fn set_gate(&self, gate: RStr<'_>, closed: bool) -> FfiResult<()> {
+        match self.lock().gates.get_mut(gate.as_str()) {
+            Some(entry) => {
+                entry.1 = closed;
+                Ok(()).into()
+            }
+            None => Err(FfiError::Failed(
+                format!("no loaded plugin declares gate '{gate}'").into(),
+            ))
+            .into(),
+        }
+    }
+
+    fn gate_closed(&self, gate: RStr<'_>) -> bool {
+        self.lock()
+            .gates
+            .get(gate.as_str())
+            .is_some_and(|(_, closed)| *closed)
+    }
 }
 
 /// One request's context as a test sets it: the channel it arrived on
@@ -151,22 +221,27 @@ impl FfiHost for TestHost {
 ///
 /// Metadata reads as a XenStore-like tree: a key such as
 /// `vm-data/networking/eth0` makes `vm-data/networking` a directory, whose
-/// [listing](FfiCall::metadata_list) is the sorted names directly under it
-/// (`eth0`); a directory that holds nothing lists as empty.
+/// listing is the sorted names directly under it (`eth0`); a directory that
+/// holds nothing lists as empty.
 ///
 /// ```
 /// use nova_agent_plugin_api::testing::TestCall;
-/// use nova_agent_plugin_api::Call;
+/// use nova_agent_plugin_api::{Call, Command, CommandError};
+/// use serde_json::{json, Value};
+///
+/// struct Networks;
+///
+/// impl Command for Networks {
+///     fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+///         Ok(json!([call.channel(), call.metadata_list("vm-data/networking")?]))
+///     }
+/// }
 ///
 /// let context = TestCall::new()
 ///     .with_channel("xenstore+json")
 ///     .with_metadata("vm-data/networking/b", "{}")
 ///     .with_metadata("vm-data/networking/a", "{}");
-/// let call = Call::new(&context, "{}");
-/// assert_eq!(call.channel(), "xenstore+json");
-/// assert_eq!(call.metadata_list("vm-data/networking").unwrap(), ["a", "b"]);
-/// assert_eq!(call.metadata_read("vm-data/networking/a").unwrap().as_deref(), Some("{}"));
-/// assert_eq!(call.metadata_read("vm-data/hostname").unwrap(), None);
+/// assert_eq!(context.run(&Networks, "\"\""), Ok(json!(["xenstore+json", ["a", "b"]])));
 /// ```
 #[derive(Clone, Debug)]
 pub struct TestCall {
@@ -201,27 +276,14 @@ impl TestCall {
         self
     }
 
-    /// The raw context, for running a command taken from a plugin's
-    /// `Instance` (`command.run(context.as_ffi(), value_json)`) as the agent
-    /// does. A [`Command`](crate::Command) of one's own takes
-    /// [`Call::new(&context, value_json)`](crate::Call::new) instead.
-    pub fn as_ffi(&self) -> FfiCall_TO<'_, RRef<'_, ()>> {
-        FfiCall_TO::from_ptr(self, TD_Opaque)
-    }
-}
-
-impl FfiCall for TestCall {
-    fn channel(&self) -> RString {
-        self.channel.as_str().into()
+    /// Runs `command` in this context with `arguments` (JSON text), without
+    /// the panic guard.
+    pub fn run(&self, command: &dyn Command, arguments: &str) -> Result<Value, CommandError> {
+        command.run(&Call::over(self, arguments))
     }
 
-    fn metadata_read(&self, key: RStr<'_>) -> RResult<ROption<RString>, PluginError> {
-        let value = self.metadata.get(key.as_str());
-        RResult::ROk(value.map(|v| RString::from(v.as_str())).into())
-    }
-
-    fn metadata_list(&self, dir: RStr<'_>) -> RResult<RVec<RString>, PluginError> {
-        let dir = dir.as_str().trim_end_matches('/');
+    fn list(&self, dir: &str) -> Vec<String> {
+        let dir = dir.trim_end_matches('/');
         let children: BTreeSet<&str> = self
             .metadata
             .keys()
@@ -234,129 +296,194 @@ impl FfiCall for TestCall {
                 below.split('/').next().filter(|name| !name.is_empty())
             })
             .collect();
-        RResult::ROk(children.into_iter().map(RString::from).collect())
+        children.into_iter().map(str::to_owned).collect()
+    }
+}
+
+impl FfiCall for TestCall {
+    fn channel(&self) -> RString {
+        self.channel.as_str().into()
+    }
+
+    fn metadata_read(&self, key: RStr<'_>) -> FfiResult<ROption<RString>> {
+        let value = self.metadata.get(key.as_str());
+        Ok(value.map(|v| RString::from(v.as_str())).into()).into()
+    }
+
+    fn metadata_list(&self, dir: RStr<'_>) -> FfiResult<RVec<RString>> {
+        Ok(self
+            .list(dir.as_str())
+            .into_iter()
+            .map(RString::from)
+            .collect())
+        .into()
+    }
+}
+
+/// Plugins loaded as the agent loads them (through the exported `init`,
+/// behind the panic guard), served with the agent's dispatch rules.
+pub struct TestAgent {
+    host: TestHost,
+    call: TestCall,
+    commands: BTreeMap<String, CommandBox>,
+    parsers: BTreeMap<String, ParserBox>,
+    decoders: Mutex<HashMap<String, StreamDecoderBox>>,
+    instances: Vec<Instance>,
+}
+
+impl TestAgent {
+    /// An agent with no plugin, on `host`.
+    pub fn new(host: TestHost) -> Self {
+        TestAgent {
+            host,
+            call: TestCall::new(),
+            commands: BTreeMap::new(),
+            parsers: BTreeMap::new(),
+            decoders: Mutex::default(),
+            instances: Vec::new(),
+        }
+    }
+
+    /// Loads a plugin: its `init` with `config` as its `[plugins.<name>]`
+    /// table. A name already loaded is replaced, as `[commands] prefer`
+    /// would.
+    pub fn with_plugin(mut self, init: AuthorInit, config: Value) -> Result<Self, PluginError> {
+        let json = config.to_string();
+        let host = FfiHost_TO::from_value(self.host.clone(), TD_Opaque);
+        let mut instance = run_init(host, RStr::from_str(&json), init)
+            .into_result()
+            .map_err(PluginError::from)?;
+        {
+            let mut state = self.host.lock();
+            for entry in &instance.commands {
+                state
+                    .commands
+                    .insert(entry.name.to_string(), entry.success_response);
+            }
+            for gate in &instance.gates {
+                let gate = Gate::from(gate);
+                state.gates.insert(gate.name.clone(), (gate, false));
+            }
+        }
+        for entry in std::mem::take(&mut instance.commands) {
+            self.commands.insert(entry.name.into(), entry.object);
+        }
+        for parser in std::mem::take(&mut instance.parsers) {
+            self.parsers.insert(parser.0.into(), parser.1);
+        }
+        self.instances.push(instance);
+        Ok(self)
+    }
+
+    /// The context every request runs in (channel `"test"`, no metadata,
+    /// unless set).
+    pub fn with_call(mut self, call: TestCall) -> Self {
+        self.call = call;
+        self
+    }
+
+    /// The host the plugins were given: to check or set gates.
+    pub fn host(&self) -> Host {
+        self.host.host()
+    }
+
+    /// Runs `command` with `arguments` (JSON text), as the agent's
+    /// dispatcher does: unknown, denied and gated commands are refused; a
+    /// panic is answered as a failure.
+    pub fn run(&self, command: &str, arguments: &str) -> Outcome {
+        let Some(object) = self.commands.get(command) else {
+            return Outcome::error(ErrorKind::UnknownCommand, "");
+        };
+        if let Some(reason) = self.host.lock().refusal(command) {
+            return Outcome::error(ErrorKind::Disabled, reason);
+        }
+        let context = abi_stable::sabi_trait::TD_Opaque;
+        let ffi = crate::ffi::FfiCall_TO::from_ptr(&self.call, context);
+        let mut outcome = Outcome::from(&object.run(ffi, RStr::from_str(arguments)));
+        if let Err(e) = &mut outcome.result {
+            if e.kind == ErrorKind::Panicked {
+                e.message = format!("command '{command}' failed unexpectedly");
+            }
+        }
+        outcome
+    }
+
+    /// One framed request through parser `parser`: decode, run, encode.
+    /// Returns every byte the exchange would be asked to send.
+    pub fn request(&self, parser: &str, request: &[u8]) -> Vec<u8> {
+        let decoded = self
+            .parser(parser)
+            .decode(FfiFramed::Request(request.into()));
+        self.answer(parser, decoded)
+    }
+
+    /// A request the exchange could not read, with `reason`.
+    pub fn unreadable(&self, parser: &str, reason: &str) -> Vec<u8> {
+        let decoded = self
+            .parser(parser)
+            .decode(FfiFramed::Unreadable(RStr::from_str(reason)));
+        self.answer(parser, decoded)
+    }
+
+    /// The next bytes of the one stream that parser `parser` decodes.
+    /// Panics if the parser takes framed input only.
+    pub fn feed(&self, parser: &str, bytes: &[u8]) -> Vec<u8> {
+        let decoded = {
+            let mut decoders = self.decoders.lock().unwrap_or_else(PoisonError::into_inner);
+            if !decoders.contains_key(parser) {
+                let decoder = self.parser(parser).stream_decoder().into_result();
+                let decoder = decoder.ok().and_then(ROption::into_option);
+                let decoder = decoder.unwrap_or_else(|| panic!("parser {parser} takes no stream"));
+                decoders.insert(parser.to_owned(), decoder);
+            }
+            let decoder = decoders.get_mut(parser).expect("inserted above");
+            decoder.feed(bytes.into())
+        };
+        self.answer(parser, decoded)
+    }
+
+    fn parser(&self, name: &str) -> &ParserBox {
+        self.parsers
+            .get(name)
+            .unwrap_or_else(|| panic!("no loaded plugin provides parser {name}"))
+    }
+
+    fn answer(&self, parser: &str, decoded: FfiResult<RVec<FfiDecoded>>) -> Vec<u8> {
+        let decoded = match decoded.into_result() {
+            Ok(decoded) => decoded,
+            Err(e) => panic!("parser {parser} failed to decode: {e}"),
+        };
+        let mut out = Vec::new();
+        for item in decoded.into_iter().map(Decoded::from) {
+            match item {
+                Decoded::Answer(bytes) => out.extend(bytes),
+                Decoded::Call(call) => {
+                    let outcome = self.run(&call.command, &call.arguments);
+                    out.extend(self.encode(parser, call, &outcome));
+                }
+            }
+        }
+        out
+    }
+
+    fn encode(&self, parser: &str, call: ParsedCall, outcome: &Outcome) -> Vec<u8> {
+        let encoded = self
+            .parser(parser)
+            .encode(&FfiParsedCall::from(call), &outcome.into());
+        match encoded.into_result() {
+            Ok(bytes) => bytes.into_option().map(Vec::from).unwrap_or_default(),
+            Err(e) => panic!("parser {parser} failed to encode: {e}"),
+        }
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        for instance in &self.instances {
+            instance.lifecycle.shutdown();
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Call, Command, Provides, Reply};
-
-    #[test]
-    fn host_values_reach_the_host_handle() {
-        let host = TestHost::new("/guest").host();
-        assert_eq!(host.root(), std::path::Path::new("/guest"));
-        assert!(!host.apply());
-        assert!(host.command_names().is_empty());
-        assert_eq!(host.agent_version(), "test");
-
-        let host = TestHost::new(String::from("/other"))
-            .with_apply(true)
-            .with_command_names(vec![String::from("version"), String::from("features")])
-            .with_agent_version("2.0.0")
-            .host();
-        assert_eq!(host.root(), std::path::Path::new("/other"));
-        assert!(host.apply());
-        assert_eq!(host.command_names(), ["version", "features"]);
-        assert_eq!(host.agent_version(), "2.0.0");
-    }
-
-    #[test]
-    fn the_raw_host_logs_nothing() {
-        let ffi = TestHost::new("/").to_ffi();
-        for level in [LogLevel::ERROR, LogLevel::TRACE] {
-            assert!(!ffi.log_enabled(level, RStr::from_str("plugin")));
-        }
-        ffi.log(
-            LogLevel::ERROR,
-            RStr::from_str("plugin"),
-            RStr::from_str("x"),
-        );
-        assert_eq!(ffi.root().as_str(), "/");
-    }
-
-    #[test]
-    fn a_call_has_channel_test_and_no_metadata_by_default() {
-        let context = TestCall::new();
-        let call = Call::new(&context, "42");
-        assert_eq!(call.value_json(), "42");
-        assert_eq!(call.channel(), "test");
-        assert_eq!(call.metadata_read("vm-data/hostname").unwrap(), None);
-        assert!(call.metadata_list("vm-data").unwrap().is_empty());
-        assert!(call.metadata_list("").unwrap().is_empty());
-    }
-
-    #[test]
-    fn metadata_lists_the_names_directly_under_a_directory() {
-        let context = TestCall::new()
-            .with_metadata("vm-data/networking/b", "{\"label\": \"b\"}")
-            .with_metadata("vm-data/networking/a", "{\"label\": \"a\"}")
-            .with_metadata("vm-data/networking/a-b/deep", "1")
-            .with_metadata("vm-data/networking-other/c", "2")
-            .with_metadata("vm-data/hostname", "web-01");
-        let call = Call::new(&context, "");
-        let list = |dir| call.metadata_list(dir).unwrap();
-        // A name with only deeper keys is a directory and listed once;
-        // `networking-other` is not under `networking`.
-        assert_eq!(list("vm-data/networking"), ["a", "a-b", "b"]);
-        assert_eq!(list("vm-data/networking/"), ["a", "a-b", "b"]);
-        assert_eq!(
-            list("vm-data"),
-            ["hostname", "networking", "networking-other"]
-        );
-        assert_eq!(list(""), ["vm-data"]);
-        assert_eq!(list("vm-data/networking/a-b"), ["deep"]);
-        assert!(list("vm-data/hostname").is_empty());
-        assert!(list("vm-data/missing").is_empty());
-        assert!(list("vm").is_empty());
-
-        let read = |key| call.metadata_read(key).unwrap();
-        assert_eq!(read("vm-data/hostname").as_deref(), Some("web-01"));
-        assert_eq!(
-            read("vm-data/networking/a").as_deref(),
-            Some("{\"label\": \"a\"}")
-        );
-        // A directory holds no value of its own.
-        assert_eq!(read("vm-data/networking"), None);
-    }
-
-    struct Echo {
-        host: Host,
-    }
-
-    impl Command for Echo {
-        fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-            let hostname = call.metadata_read("vm-data/hostname")?.unwrap_or_default();
-            Ok(Reply::ok(format!(
-                "{} {} {} {hostname} {}",
-                call.channel(),
-                self.host.root().display(),
-                self.host.apply(),
-                call.value_json(),
-            )))
-        }
-    }
-
-    #[test]
-    fn a_command_runs_with_a_test_host_and_a_test_call() {
-        let command = Echo {
-            host: TestHost::new("/guest").with_apply(true).host(),
-        };
-        let context = TestCall::new()
-            .with_channel("unix-socket+json")
-            .with_metadata("vm-data/hostname", "web-01");
-        let reply = command.run(&Call::new(&context, "\"x\"")).unwrap();
-        assert_eq!(
-            reply,
-            Reply::ok("unix-socket+json /guest true web-01 \"x\"")
-        );
-
-        // The raw path: a command as `init` hands it to the agent.
-        let provides = Provides::new().command("echo", command);
-        let (name, raw) = &provides.commands[0];
-        assert_eq!(name, "echo");
-        let reply = raw.run(context.as_ffi(), RStr::from_str("1")).unwrap();
-        assert_eq!(reply, Reply::ok("unix-socket+json /guest true web-01 1"));
-    }
-}
+mod tests;

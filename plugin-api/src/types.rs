@@ -1,36 +1,29 @@
-//! Plain data that crosses the ABI boundary.
+//! The plain data of a request's life: what an exchange hands over, what a
+//! parser decodes, what a command answers. No abi_stable type appears here.
 
 use std::fmt;
 
-use abi_stable::{
-    std_types::{RResult, RString, RVec},
-    StableAbi,
-};
-
-/// Why a plugin call did not produce a value.
-///
-/// This enum is frozen: its two variants are the whole ABI. A condition that
-/// needs more detail says so in the message.
-#[repr(u8)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+/// Why a plugin could not do what the agent asked outside a command: `init`
+/// refused its config, an exchange lost its transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginError {
     /// The plugin panicked; the panic was caught at the boundary. The payload
     /// is the panic message.
-    Panicked(RString),
+    Panicked(String),
     /// The plugin reports a failure, with a message for people.
-    Failed(RString),
+    Failed(String),
 }
 
 impl PluginError {
     /// A failure with a message for people.
     pub fn failed(message: impl Into<String>) -> Self {
-        PluginError::Failed(RString::from(message.into()))
+        PluginError::Failed(message.into())
     }
 
     /// The message, without saying whether it was a panic.
     pub fn message(&self) -> &str {
         match self {
-            PluginError::Panicked(m) | PluginError::Failed(m) => m.as_str(),
+            PluginError::Panicked(m) | PluginError::Failed(m) => m,
         }
     }
 }
@@ -46,66 +39,268 @@ impl fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
-/// What a command answers: a return code and a message, both strings, as the
-/// Nova protocol has them (`"0"` success, `"D0"` key exchange, `"404"`, `"500"`).
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: RString,
-    pub message: RString,
+/// Why a request did not produce a value. Each protocol answers a kind its
+/// own way (the Nova protocol: `"404"` or `"500"`; QGA: `CommandNotFound`
+/// or `GenericError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No command of that name is registered. Set by the agent.
+    UnknownCommand,
+    /// The command exists but may not run: `[commands] deny`, or a closed
+    /// [`Gate`]. Set by the agent; the message is the reason, empty for
+    /// `deny`.
+    Disabled,
+    /// The arguments do not fit the command.
+    BadArguments,
+    /// What the command needs does not exist (no init script, no host key).
+    NotFound,
+    /// The command ran and failed.
+    Failed,
+    /// The command panicked; set by the panic guard. The message is the
+    /// agent's, never the panic's.
+    Panicked,
 }
 
-impl Reply {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Reply {
-            code: RString::from(code.into()),
-            message: RString::from(message.into()),
+impl ErrorKind {
+    /// The kind's number on the wire between agent and plugins.
+    #[doc(hidden)]
+    pub fn to_u8(self) -> u8 {
+        match self {
+            ErrorKind::UnknownCommand => 1,
+            ErrorKind::Disabled => 2,
+            ErrorKind::BadArguments => 3,
+            ErrorKind::NotFound => 4,
+            ErrorKind::Failed => 5,
+            ErrorKind::Panicked => 6,
         }
     }
 
-    /// Code `"0"`.
-    pub fn ok(message: impl Into<String>) -> Self {
-        Reply::new("0", message)
-    }
-
-    /// Code `"500"`.
-    pub fn error(message: impl Into<String>) -> Self {
-        Reply::new("500", message)
+    /// The inverse of [`to_u8`](Self::to_u8); a number from a newer agent
+    /// or plugin reads as `Failed`.
+    #[doc(hidden)]
+    pub fn from_u8(n: u8) -> ErrorKind {
+        match n {
+            1 => ErrorKind::UnknownCommand,
+            2 => ErrorKind::Disabled,
+            3 => ErrorKind::BadArguments,
+            4 => ErrorKind::NotFound,
+            6 => ErrorKind::Panicked,
+            _ => ErrorKind::Failed,
+        }
     }
 }
 
-/// One raw request taken from an exchange.
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// Opaque to everyone but the exchange that made it; handed back to
-    /// `put_response`.
-    pub id: RString,
-    /// The raw bytes, or why the exchange could not read them (too large,
-    /// vanished). The parser answers an unreadable request with an error.
-    pub body: RResult<RVec<u8>, RString>,
+/// A request that did not produce a value: its kind and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    pub kind: ErrorKind,
+    pub message: String,
 }
 
-impl Request {
-    pub fn new(id: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
-        Request {
-            id: RString::from(id.into()),
-            body: RResult::ROk(RVec::from(body.into())),
+impl CommandError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        CommandError {
+            kind,
+            message: message.into(),
         }
     }
 
-    /// A request the exchange saw but cannot hand over, with the reason.
+    /// The command ran and failed.
+    pub fn failed(message: impl Into<String>) -> Self {
+        CommandError::new(ErrorKind::Failed, message)
+    }
+
+    /// The arguments do not fit the command.
+    pub fn bad_arguments(message: impl Into<String>) -> Self {
+        CommandError::new(ErrorKind::BadArguments, message)
+    }
+
+    /// What the command needs does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        CommandError::new(ErrorKind::NotFound, message)
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+impl From<PluginError> for CommandError {
+    fn from(e: PluginError) -> Self {
+        CommandError::failed(e.message())
+    }
+}
+
+/// What a parser gets back for a call it decoded: the command's result, and
+/// whether the command wants an answer when it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// On success the command's value as compact JSON text.
+    pub result: Result<String, CommandError>,
+    /// `false` for a command that answers nothing when it succeeds (QGA's
+    /// `guest-shutdown`); errors are always answered.
+    pub success_response: bool,
+}
+
+impl Outcome {
+    /// A success with `value`, answered.
+    pub fn value(value: &serde_json::Value) -> Self {
+        Outcome {
+            result: Ok(value.to_string()),
+            success_response: true,
+        }
+    }
+
+    /// A failure of `kind`.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Outcome {
+            result: Err(CommandError::new(kind, message)),
+            success_response: true,
+        }
+    }
+
+    /// The success value parsed, or `None` for an error (or text that is not
+    /// JSON, which the agent never hands over).
+    pub fn parsed_value(&self) -> Option<serde_json::Value> {
+        self.result
+            .as_ref()
+            .ok()
+            .and_then(|text| serde_json::from_str(text).ok())
+    }
+}
+
+/// One command call a parser found in its input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParsedCall {
+    /// The command's name, as the registry knows it.
+    pub command: String,
+    /// The arguments as JSON text, handed to the command unchanged.
+    pub arguments: String,
+    /// Whatever the parser needs to answer (a request id, a flag), handed
+    /// back to [`Parser::encode`](crate::Parser::encode) untouched.
+    pub context: String,
+}
+
+/// One item of decoded input, in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// Run a command and encode its outcome.
+    Call(ParsedCall),
+    /// Send these bytes as they are (an answer to input that named no
+    /// command: malformed JSON, a bad envelope).
+    Answer(Vec<u8>),
+}
+
+/// What an exchange hands over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// One whole request (a XenStore node, a line of the unix socket).
+    Request(Vec<u8>),
+    /// A request the exchange saw but cannot hand over (too large, vanished),
+    /// with the reason.
+    Unreadable(String),
+    /// Raw bytes read from a stream (a serial port); the parser frames them.
+    /// Chunks of one stream come in order, never two at a time.
+    Stream { stream: String, bytes: Vec<u8> },
+    /// The stream is gone for good: the agent drops its decoder.
+    StreamEnd { stream: String },
+}
+
+/// One unit of input and the exchange's handle for answering it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// Opaque to everyone but the exchange; handed back to
+    /// [`Exchange::respond`](crate::Exchange::respond).
+    pub id: String,
+    pub input: Input,
+}
+
+impl Incoming {
+    /// A whole request.
+    pub fn request(id: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Incoming {
+            id: id.into(),
+            input: Input::Request(body.into()),
+        }
+    }
+
+    /// A request that cannot be handed over, with the reason.
     pub fn unreadable(id: impl Into<String>, reason: impl Into<String>) -> Self {
-        Request {
-            id: RString::from(id.into()),
-            body: RResult::RErr(RString::from(reason.into())),
+        Incoming {
+            id: id.into(),
+            input: Input::Unreadable(reason.into()),
         }
+    }
+
+    /// Bytes read from `stream`.
+    pub fn stream(id: impl Into<String>, stream: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Incoming {
+            id: id.into(),
+            input: Input::Stream {
+                stream: stream.into(),
+                bytes,
+            },
+        }
+    }
+}
+
+/// A command as the registry lists it to plugins (QGA's `guest-info`,
+/// Nova's `features`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandInfo {
+    pub name: String,
+    /// `false` while `[commands] deny` names it or a closed gate holds it.
+    pub enabled: bool,
+    /// `false` for a command that answers nothing on success.
+    pub success_response: bool,
+}
+
+/// A state that, while closed, lets only some commands run; every other
+/// command is answered [`ErrorKind::Disabled`] with the gate's reason. A
+/// plugin declares it in [`Provides::gate`](crate::Provides::gate) and a
+/// command closes and opens it through [`Host::set_gate`](crate::Host::set_gate);
+/// the agent applies it to every request, whichever plugin serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    pub name: String,
+    pub reason: String,
+    pub allow: Vec<String>,
+}
+
+impl Gate {
+    /// A gate that, when closed, lets no command through.
+    pub fn new(name: impl Into<String>) -> Self {
+        Gate {
+            name: name.into(),
+            reason: String::new(),
+            allow: Vec::new(),
+        }
+    }
+
+    /// What the refusal says (QGA: "the agent is in frozen state").
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    /// The commands that still run while the gate is closed.
+    pub fn allow<I>(mut self, commands: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.allow.extend(commands.into_iter().map(Into::into));
+        self
     }
 }
 
 /// A log level as it crosses the boundary (1 = error .. 5 = trace).
-#[repr(transparent)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LogLevel(pub u8);
 
 impl LogLevel {

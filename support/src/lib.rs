@@ -20,9 +20,11 @@
 //! rendering, `child` waiting for a started program with a deadline while
 //! draining its output.
 
+pub mod config;
 pub mod distro;
 pub mod files;
 pub mod runner;
+pub mod sync;
 
 mod arg;
 mod child;
