@@ -172,3 +172,8 @@ pub mod __private {
     };
     pub use abi_stable::std_types::RStr;
 }
+
+/// The README's plugin snippet compiles against this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

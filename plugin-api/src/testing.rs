@@ -34,7 +34,8 @@
 //! Logging: inside a test a plugin's `tracing` events go to the test's own
 //! subscriber, as in any crate, until an `init` went through
 //! [`TestAgent::with_plugin`], which installs the log bridge for the whole
-//! test binary; [`TestHost`] then drops the events.
+//! test binary; [`TestHost`] then prints errors and warnings (a failing
+//! assertion's panic message among them) to stderr.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -52,13 +53,14 @@ use crate::ffi::{
 };
 use crate::guard::{run_init, AuthorInit};
 use crate::types::{
-    CommandError, CommandInfo, Decoded, ErrorKind, Gate, Outcome, ParsedCall, PluginError,
+    CommandError, CommandInfo, Decoded, ErrorKind, Gate, LogLevel, Outcome, ParsedCall, PluginError,
 };
 
 /// The agent's services as a test sets them: a root, `apply` (`false`
 /// unless set), the agent version `"test"` and the registered commands
-/// (those of the plugins a [`TestAgent`] loaded, or those set here). Log
-/// events are dropped.
+/// (those of the plugins a [`TestAgent`] loaded, or those set here). Errors
+/// and warnings a plugin logs, panics included, go to stderr; the rest is
+/// dropped.
 ///
 /// ```
 /// use nova_agent_plugin_api::testing::TestHost;
@@ -160,11 +162,17 @@ impl TestHost {
 }
 
 impl FfiHost for TestHost {
-    fn log_enabled(&self, _level: u8, _target: RStr<'_>) -> bool {
-        false
+    fn log_enabled(&self, level: u8, _target: RStr<'_>) -> bool {
+        LogLevel(level) <= LogLevel::WARN
     }
 
-    fn log(&self, _level: u8, _target: RStr<'_>, _message: RStr<'_>) {}
+    /// Errors and warnings go to stderr: the plugin's panic hook reports
+    /// through here, so a failing assertion in a test keeps its message.
+    fn log(&self, level: u8, target: RStr<'_>, message: RStr<'_>) {
+        if self.log_enabled(level, target) {
+            eprintln!("{} {target}: {message}", LogLevel(level).to_tracing());
+        }
+    }
 
     fn agent_version(&self) -> RString {
         self.agent_version.as_str().into()

@@ -18,6 +18,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::arg::Arg;
+use crate::sync::lock;
 
 /// How much of each of stdout and stderr is kept.
 pub(crate) const KEEP: usize = 64 * 1024;
@@ -183,9 +184,4 @@ fn drain(mut pipe: impl Read, kept: &Mutex<Vec<u8>>) -> io::Result<()> {
         let room = KEEP.saturating_sub(kept.len());
         kept.extend_from_slice(&chunk[..n.min(room)]);
     }
-}
-
-/// Locks `mutex`, taking the data over from a thread that panicked holding it.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -90,7 +90,10 @@ mod tests {
             "[plugins.update] timeout: invalid type: string \"5\", expected u64"
         );
         assert_eq!(
-            message(parse_table("update", json!({"timeout": 1, "nested": {"names": [1]}}))),
+            message(parse_table(
+                "update",
+                json!({"timeout": 1, "nested": {"names": [1]}})
+            )),
             "[plugins.update] nested.names[0]: invalid type: integer `1`, expected a string"
         );
         assert_eq!(
@@ -108,7 +111,9 @@ mod tests {
     fn a_plugin_without_keys_refuses_any() {
         no_keys("core", &json!({})).unwrap();
         assert_eq!(
-            no_keys("core", &json!({"a": 1, "b": 2})).unwrap_err().message(),
+            no_keys("core", &json!({"a": 1, "b": 2}))
+                .unwrap_err()
+                .message(),
             "[plugins.core] takes no keys; found 'a', 'b'"
         );
     }

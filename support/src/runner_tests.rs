@@ -1,12 +1,11 @@
 //! Tests of the runner: `apply = false`, captured output and exit status,
 //! timeouts, missing programs, masked secrets and bounded output.
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::child::KEEP;
 use crate::runner::{Arg, Finished, Outcome, Runner};
+use crate::testing::captured_log;
 
 fn finished(outcome: Outcome) -> Finished {
     match outcome {
@@ -19,30 +18,6 @@ fn sh(script: &str) -> Vec<Arg> {
     vec!["-c".into(), script.into()]
 }
 
-/// Runs `f` with the log lines it emits collected, and returns them.
-fn logged(f: impl FnOnce()) -> String {
-    #[derive(Clone)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let bytes = buffer.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
-}
-
 #[test]
 fn apply_false_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,7 +25,7 @@ fn apply_false_runs_nothing() {
     let runner = Runner::new(false);
     assert!(!runner.apply());
     let args = [marker.to_str().unwrap().into()];
-    let log = logged(|| assert_eq!(runner.run("touch", &args).unwrap(), Outcome::Skipped));
+    let log = captured_log(|| assert_eq!(runner.run("touch", &args).unwrap(), Outcome::Skipped));
     assert!(!marker.exists());
     assert!(Outcome::Skipped.succeeded());
     let expected = format!("not running (apply = false): touch {}", marker.display());
@@ -60,7 +35,7 @@ fn apply_false_runs_nothing() {
 #[test]
 fn output_and_exit_status_are_captured() {
     let runner = Runner::new(true);
-    let log = logged(|| {
+    let log = captured_log(|| {
         let outcome = runner
             .run("sh", &sh("echo out; echo err >&2; exit 3"))
             .unwrap();
@@ -167,7 +142,7 @@ fn secrets_never_show() {
 
     let runner = Runner::new(true).with_timeout(Duration::from_millis(100));
     let mut error = None;
-    let log = logged(|| error = Some(runner.run("sh", &args).unwrap_err()));
+    let log = captured_log(|| error = Some(runner.run("sh", &args).unwrap_err()));
     let error = error.unwrap();
     for shown in [error.to_string(), format!("{error:?}"), log.clone()] {
         assert!(!shown.contains(secret), "{shown}");
@@ -178,7 +153,7 @@ fn secrets_never_show() {
         "sh -c 'sleep 5' sh <secret> did not finish within 100 ms; killed"
     );
 
-    let log = logged(|| {
+    let log = captured_log(|| {
         let skipped = Runner::new(false).run("rhnreg_ks", &[Arg::secret(secret)]);
         assert_eq!(skipped.unwrap(), Outcome::Skipped);
     });

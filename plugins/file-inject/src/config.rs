@@ -1,9 +1,13 @@
 //! The `[plugins.file-inject]` table.
 
 use nova_agent_plugin_api::PluginError;
+use nova_agent_support::config::{parse_table, table_error};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::path::{GuestPath, Target};
+
+const PLUGIN: &str = "file-inject";
 
 /// The plugin's settings. Parsing touches nothing on disk.
 #[derive(Debug, Default)]
@@ -21,15 +25,9 @@ struct RawConfig {
 }
 
 impl Config {
-    /// Parses the table's JSON (`{}` or `""` when the config has none).
-    pub(crate) fn parse(config_json: &str) -> Result<Config, PluginError> {
-        let json = match config_json.trim() {
-            "" => "{}",
-            json => json,
-        };
-        let raw: RawConfig = serde_json::from_str(json).map_err(|e| {
-            PluginError::failed(format!("[plugins.file-inject]: {}", without_position(&e)))
-        })?;
+    /// Checks the table (`{}` when the config has none).
+    pub(crate) fn parse(table: Value) -> Result<Config, PluginError> {
+        let raw: RawConfig = parse_table(PLUGIN, table)?;
         let allow = match raw.allow {
             None => None,
             Some(prefixes) => Some(
@@ -81,11 +79,7 @@ impl Config {
 /// One `allow` entry as its components: absolute, no `..`; `.`, repeated and
 /// trailing slashes do not matter.
 fn allow_prefix(prefix: &str) -> Result<Vec<String>, PluginError> {
-    let refuse = |why: &str| {
-        Err(PluginError::failed(format!(
-            "[plugins.file-inject] allow: {prefix:?} {why}"
-        )))
-    };
+    let refuse = |why: &str| Err(table_error(PLUGIN, &format!("allow: {prefix:?} {why}")));
     if !prefix.starts_with('/') {
         return refuse("is not an absolute path");
     }
@@ -101,17 +95,4 @@ fn allow_prefix(prefix: &str) -> Result<Vec<String>, PluginError> {
         return refuse("has a `..` component");
     }
     Ok(components)
-}
-
-/// serde_json's message without its " at line 1 column 6" (the JSON is the
-/// agent's rendering of a TOML table, so its positions mean nothing to people).
-fn without_position(e: &serde_json::Error) -> String {
-    let message = e.to_string();
-    if e.line() == 0 {
-        return message;
-    }
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message,
-    }
 }

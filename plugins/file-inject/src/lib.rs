@@ -57,7 +57,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
+use nova_agent_support::sync::lock;
+use serde_json::{json, Value};
 
 mod config;
 mod path;
@@ -91,17 +95,21 @@ impl State {
         }
     }
 
-    /// Checks, resolves and writes; the reply for either command.
-    fn inject(&self, command: &str, injection: Result<Injection, String>) -> Reply {
+    /// Checks, resolves and writes; the answer of either command.
+    fn inject(
+        &self,
+        command: &str,
+        injection: Result<Injection, String>,
+    ) -> Result<Value, CommandError> {
         let injection = match injection {
             Ok(injection) => injection,
             Err(message) => {
                 tracing::warn!("{command}: refused: {message}");
-                return Reply::error(message);
+                return Err(CommandError::failed(message));
             }
         };
         let size = injection.contents.len();
-        let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let _busy = lock(&self.busy);
         let target = match path::check(&injection.path)
             .and_then(|guest| self.config.check_allowed(&guest).map(|()| guest))
             .and_then(|guest| path::resolve(&self.root, &guest))
@@ -113,7 +121,7 @@ impl State {
                     "{command}: refused {:?} ({size} bytes): {message}",
                     injection.path
                 );
-                return Reply::error(message);
+                return Err(CommandError::failed(message));
             }
         };
         match write::inject(&self.root, &target, &injection.contents) {
@@ -132,11 +140,11 @@ impl State {
                         ", a new file"
                     },
                 );
-                Reply::ok("")
+                Ok(json!(""))
             }
             Err(message) => {
                 tracing::warn!("{command}: {message}");
-                Reply::error(message)
+                Err(CommandError::failed(message))
             }
         }
     }
@@ -146,9 +154,9 @@ impl State {
 struct InjectFile(Arc<State>);
 
 impl Command for InjectFile {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-        let injection = value::injectfile(call.value_json());
-        Ok(self.0.inject("injectfile", injection))
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        let injection = value::injectfile(call.arguments());
+        self.0.inject("injectfile", injection)
     }
 }
 
@@ -156,14 +164,14 @@ impl Command for InjectFile {
 struct FileInject(Arc<State>);
 
 impl Command for FileInject {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-        let injection = value::file_inject(call.value_json());
-        Ok(self.0.inject("file_inject", injection))
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        let injection = value::file_inject(call.arguments());
+        self.0.inject("file_inject", injection)
     }
 }
 
-fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    let config = Config::parse(config_json)?;
+fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
+    let config = Config::parse(config)?;
     Ok(provides(State::new(host.root(), config)))
 }
 
@@ -177,8 +185,5 @@ fn provides(state: State) -> Provides {
 export_plugin! {
     name: "file-inject",
     description: "files from the host (ssh keys, personality files), written under the root",
-    exchanges: [],
-    parsers: [],
-    commands: ["injectfile", "file_inject"],
     init: init,
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use nova_agent_plugin_api::testing::TestCall;
-use nova_agent_plugin_api::{Call, Command, Reply};
+use nova_agent_plugin_api::{Command, CommandError, ErrorKind};
+use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::path::MAX_LINKS;
@@ -61,10 +62,8 @@ impl Guest {
         fs::create_dir_all(outside.join("etc")).unwrap();
         fs::write(outside.join("etc/passwd"), "outside's passwd\n").unwrap();
         fs::write(outside.join("secret"), "outside's file\n").unwrap();
-        let state = Arc::new(State::new(
-            root.clone(),
-            Config::parse(config_json).unwrap(),
-        ));
+        let table = serde_json::from_str(config_json).unwrap();
+        let state = Arc::new(State::new(root.clone(), Config::parse(table).unwrap()));
         Guest {
             dir,
             root,
@@ -77,25 +76,23 @@ impl Guest {
         self.dir.path().join("outside")
     }
 
-    fn run(&self, command: &dyn Command, value_json: &str) -> Reply {
-        command
-            .run(&Call::new(&TestCall::new(), value_json))
-            .unwrap()
+    fn run(&self, command: &dyn Command, arguments: &str) -> Answer {
+        TestCall::new().run(command, arguments)
     }
 
-    fn injectfile_raw(&self, value_json: &str) -> Reply {
-        self.run(&self.injectfile, value_json)
+    fn injectfile_raw(&self, arguments: &str) -> Answer {
+        self.run(&self.injectfile, arguments)
     }
 
-    fn injectfile(&self, path: &str, contents: &[u8]) -> Reply {
+    fn injectfile(&self, path: &str, contents: &[u8]) -> Answer {
         self.injectfile_raw(&injectfile_value(path.as_bytes(), contents))
     }
 
-    fn file_inject_raw(&self, value_json: &str) -> Reply {
-        self.run(&self.file_inject, value_json)
+    fn file_inject_raw(&self, arguments: &str) -> Answer {
+        self.run(&self.file_inject, arguments)
     }
 
-    fn file_inject(&self, path: &str, contents: &[u8]) -> Reply {
+    fn file_inject(&self, path: &str, contents: &[u8]) -> Answer {
         let value = serde_json::json!({
             "b64_path": b64(path.as_bytes()),
             "b64_file": b64(contents),
@@ -168,13 +165,21 @@ fn snapshot(dir: &Path) -> Snapshot {
     entries
 }
 
-fn ok() -> Reply {
-    Reply::ok("")
+/// What a command answers.
+type Answer = Result<Value, CommandError>;
+
+/// Success: the empty string (the Nova parser answers "0" and "").
+fn ok() -> Answer {
+    Ok(json!(""))
+}
+
+/// Failure with `message` (the Nova parser answers "500" and it).
+fn failed(message: &str) -> Answer {
+    Err(CommandError::failed(message))
 }
 
 fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -220,8 +225,8 @@ fn from_hex(hex: &str) -> Vec<u8> {
 
 /// Runs `request`, expects `message` and no change under the temporary
 /// directory.
-fn refused(guest: &Guest, request: impl FnOnce(&Guest) -> Reply, message: &str) {
+fn refused(guest: &Guest, request: impl FnOnce(&Guest) -> Answer, message: &str) {
     let before = guest.snapshot();
-    assert_eq!(request(guest), Reply::error(message));
+    assert_eq!(request(guest), failed(message));
     assert_eq!(guest.snapshot(), before, "{message}");
 }

@@ -196,15 +196,11 @@ fn what_is_not_a_directory_on_the_way_or_not_a_regular_file_at_the_end_is_refuse
         |g| g.injectfile("/etc/link-to-ssh", b"new"),
         "Refusing path /etc/link-to-ssh: it leads to /etc/ssh, a directory",
     );
-    let fifo = std::ffi::CString::new(
-        guest
-            .host("/etc/fifo")
-            .into_os_string()
-            .into_encoded_bytes(),
+    nix::unistd::mkfifo(
+        &guest.host("/etc/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
     refused(
         &guest,
         |g| g.injectfile("/etc/fifo", b"new"),

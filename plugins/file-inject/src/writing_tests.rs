@@ -59,14 +59,20 @@ fn an_empty_allow_list_refuses_everything() {
 
 #[test]
 fn the_config_refuses_unknown_keys_and_bad_prefixes() {
-    assert!(Config::parse("").is_ok());
-    assert!(Config::parse("{}").is_ok());
-    let error = |json: &str| Config::parse(json).unwrap_err().message().to_owned();
+    assert!(Config::parse(json!({})).is_ok());
+    assert!(Config::parse(json!({"allow": null})).is_ok());
+    let error = |json: &str| {
+        let table = serde_json::from_str(json).unwrap();
+        Config::parse(table).unwrap_err().message().to_owned()
+    };
     assert_eq!(
         error(r#"{"alow": ["/etc"]}"#),
-        "[plugins.file-inject]: unknown field `alow`, expected `allow`"
+        "[plugins.file-inject] alow: unknown field `alow`, expected `allow`"
     );
-    assert!(error(r#"{"allow": "/etc"}"#).starts_with("[plugins.file-inject]: invalid type"));
+    assert_eq!(
+        error(r#"{"allow": "/etc"}"#),
+        "[plugins.file-inject] allow: invalid type: string \"/etc\", expected a sequence"
+    );
     assert_eq!(
         error(r#"{"allow": ["etc/"]}"#),
         "[plugins.file-inject] allow: \"etc/\" is not an absolute path"
@@ -127,14 +133,14 @@ fn a_backup_that_cannot_be_made_leaves_the_file_alone() {
     guest.write("/etc/motd", b"old", 0o644);
     guest.mkdir("/etc/motd.bak/full");
     let before = guest.snapshot();
-    let reply = guest.injectfile("/etc/motd", b"new");
-    assert_eq!(reply.code.as_str(), "500");
+    let error = guest.injectfile("/etc/motd", b"new").unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Failed);
     assert!(
-        reply
+        error
             .message
             .starts_with("Could not keep /etc/motd as /etc/motd.bak, nothing written: "),
         "{}",
-        reply.message
+        error.message
     );
     assert_eq!(guest.snapshot(), before);
 }
@@ -147,9 +153,11 @@ fn a_new_file_is_0644_and_missing_parents_are_created_0755() {
     assert_eq!(mode(&guest.host("/root")), 0o755);
     assert_eq!(mode(&guest.host("/root/.ssh")), 0o755);
     let metadata = fs::metadata(guest.host("/root/.ssh/authorized_keys")).unwrap();
-    // SAFETY: geteuid and getegid have no preconditions.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    assert_eq!((metadata.uid(), metadata.gid()), (uid, gid));
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    assert_eq!(
+        (metadata.uid(), metadata.gid()),
+        (uid.as_raw(), gid.as_raw())
+    );
 
     // An existing directory's mode is left as it is.
     guest.mkdir("/srv");
@@ -177,4 +185,33 @@ fn an_existing_files_special_bits_and_owner_are_kept() {
         let metadata = fs::metadata(&host).unwrap();
         assert_eq!((metadata.uid(), metadata.gid()), (2, 3));
     }
+}
+
+#[test]
+fn the_plugin_checks_its_table_at_init_and_writes_under_the_hosts_root() {
+    use nova_agent_plugin_api::testing::{TestAgent, TestHost};
+
+    let guest = Guest::new();
+    let host = || TestHost::new(guest.root.display().to_string());
+    let refused = TestAgent::new(host())
+        .with_plugin(crate::init, json!({"allow": ["etc"]}))
+        .err()
+        .unwrap();
+    assert_eq!(
+        refused.message(),
+        "[plugins.file-inject] allow: \"etc\" is not an absolute path"
+    );
+    let agent = TestAgent::new(host())
+        .with_plugin(crate::init, json!({"allow": ["/etc/ssh"]}))
+        .unwrap();
+    let outcome = agent.run("injectfile", &injectfile_value(b"/etc/ssh/key", b"k"));
+    assert_eq!(outcome.result, Ok(r#""""#.to_owned()));
+    assert_eq!(guest.read("/etc/ssh/key"), b"k");
+    let outcome = agent.run("injectfile", &injectfile_value(b"/etc/motd", b"m"));
+    assert_eq!(
+        outcome.result,
+        Err(CommandError::failed(
+            "Path /etc/motd is not in [plugins.file-inject] allow"
+        ))
+    );
 }

@@ -1,4 +1,46 @@
-//! The byte-exact encoding of a Nova response.
+//! The byte-exact encoding of a Nova response, and the mapping of a
+//! command's outcome to Nova's codes and message.
+
+use nova_agent_plugin_api::{ErrorKind, Outcome};
+
+/// The one command whose success is answered `"D0"` rather than `"0"`.
+const KEYINIT: &str = "keyinit";
+
+/// The response to `command`'s outcome; `None` for a success the command
+/// wants unanswered (no Nova command does; Nova's host waits for every
+/// other answer).
+pub(crate) fn encode_outcome(command: &str, outcome: &Outcome) -> Option<Vec<u8>> {
+    let error = match &outcome.result {
+        Ok(_) if !outcome.success_response => return None,
+        Ok(value) => {
+            let code = if command == KEYINIT { "D0" } else { "0" };
+            return Some(encode_response(code, &value_message(value)));
+        }
+        Err(error) => error,
+    };
+    Some(match error.kind {
+        ErrorKind::UnknownCommand | ErrorKind::Disabled => {
+            encode_response("404", &format!("No such agent command '{command}'"))
+        }
+        ErrorKind::NotFound => encode_response("404", &error.message),
+        _ => encode_response("500", &error.message),
+    })
+}
+
+/// A success's message: a JSON string as it is, `null` as nothing, any
+/// other value as its compact JSON text (which the agent hands over: a wide
+/// number keeps every digit).
+fn value_message(json: &str) -> String {
+    if json.starts_with('"') {
+        if let Ok(text) = serde_json::from_str::<String>(json) {
+            return text;
+        }
+    }
+    match json {
+        "null" => String::new(),
+        _ => json.to_owned(),
+    }
+}
 
 /// Encodes `(code, message)` as the original agent did:
 /// `{"message": "<message>", "returncode": "<code>"}`, message first, with
@@ -31,6 +73,117 @@ mod tests {
 
     fn encoded(code: &str, message: &str) -> String {
         String::from_utf8(encode_response(code, message)).unwrap()
+    }
+
+    fn outcome(command: &str, outcome: Outcome) -> Option<String> {
+        encode_outcome(command, &outcome).map(|bytes| String::from_utf8(bytes).unwrap())
+    }
+
+    fn value(json: &str) -> Outcome {
+        Outcome {
+            result: Ok(json.to_owned()),
+            success_response: true,
+        }
+    }
+
+    #[test]
+    fn values_map_to_code_0_and_keyinit_to_d0() {
+        let cases = [
+            (
+                "version",
+                r#""2.0.0""#,
+                r#"{"message": "2.0.0", "returncode": "0"}"#,
+            ),
+            ("password", r#""""#, r#"{"message": "", "returncode": "0"}"#),
+            ("x", "null", r#"{"message": "", "returncode": "0"}"#),
+            (
+                "x",
+                r#"{"a":[1,true]}"#,
+                r#"{"message": "{?a?:[1,true]}", "returncode": "0"}"#,
+            ),
+            (
+                "x",
+                "162259276829213363391578010288126",
+                r#"{"message": "162259276829213363391578010288126", "returncode": "0"}"#,
+            ),
+            (
+                "keyinit",
+                r#""12345""#,
+                r#"{"message": "12345", "returncode": "D0"}"#,
+            ),
+        ];
+        for (command, json, expected) in cases {
+            assert_eq!(
+                outcome(command, value(json)).as_deref(),
+                Some(expected),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_map_by_kind() {
+        let cases = [
+            (
+                ErrorKind::UnknownCommand,
+                "",
+                r#"{"message": "No such agent command 'x'", "returncode": "404"}"#,
+            ),
+            (
+                ErrorKind::Disabled,
+                "the agent is in frozen state",
+                r#"{"message": "No such agent command 'x'", "returncode": "404"}"#,
+            ),
+            (
+                ErrorKind::NotFound,
+                "no host key",
+                r#"{"message": "no host key", "returncode": "404"}"#,
+            ),
+            (
+                ErrorKind::BadArguments,
+                "invalid arguments",
+                r#"{"message": "invalid arguments", "returncode": "500"}"#,
+            ),
+            (
+                ErrorKind::Failed,
+                "boom \"x\"\n",
+                r#"{"message": "boom ?x??", "returncode": "500"}"#,
+            ),
+            (
+                ErrorKind::Panicked,
+                "command 'x' failed unexpectedly",
+                r#"{"message": "command 'x' failed unexpectedly", "returncode": "500"}"#,
+            ),
+        ];
+        for (kind, message, expected) in cases {
+            assert_eq!(
+                outcome("x", Outcome::error(kind, message)).as_deref(),
+                Some(expected),
+                "{kind:?}"
+            );
+        }
+        // keyinit's errors are plain errors.
+        assert_eq!(
+            outcome("keyinit", Outcome::error(ErrorKind::Failed, "bad key")).as_deref(),
+            Some(r#"{"message": "bad key", "returncode": "500"}"#)
+        );
+    }
+
+    #[test]
+    fn a_success_wanting_no_answer_gets_none_but_its_errors_do() {
+        let silent = Outcome {
+            result: Ok(r#""bye""#.to_owned()),
+            success_response: false,
+        };
+        assert_eq!(outcome("x", silent), None);
+        let failed = Outcome {
+            result: Err(nova_agent_plugin_api::CommandError::failed("no")),
+            success_response: false,
+        };
+        assert_eq!(
+            outcome("x", failed).as_deref(),
+            Some(r#"{"message": "no", "returncode": "500"}"#)
+        );
     }
 
     #[test]

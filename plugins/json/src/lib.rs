@@ -2,29 +2,44 @@
 //!
 //! A request is `{"name": "<command>", "value": <any JSON>}`; the response is
 //! `{"message": "<message>", "returncode": "<code>"}`, byte for byte as the
-//! original agent wrote it (see [`encode`]). The parser finds the command
-//! name, hands the request's `value` to the agent's dispatcher as its exact
-//! JSON text (never re-serialised: a `keyinit` key may be a number wider than
-//! any machine integer), and encodes the reply. Every malformed request is
-//! answered with code `"500"`, including valid JSON that is not an object,
-//! which the original never answered (bug B-CORE-1).
+//! original agent wrote it (see [`encode`]). `decode` finds the command name
+//! and hands the request's `value` on as its exact JSON text (never
+//! re-serialised: a `keyinit` key may be a number wider than any machine
+//! integer); `encode` maps the command's outcome to Nova's codes:
+//!
+//! - a value: `"0"` (`"D0"` for `keyinit`), the message being a JSON string
+//!   as it is, `null` as `""`, anything else as its compact JSON text;
+//! - an unknown or disabled command: `"404"` `No such agent command '<name>'`;
+//! - not found: `"404"` with its message; any other error: `"500"` with its
+//!   message.
+//!
+//! Every malformed request is answered with code `"500"` by `decode` itself,
+//! including valid JSON that is not an object, which the original never
+//! answered (bug B-CORE-1).
 //!
 //! What it is not:
 //! - It does not log requests, values or reply messages (they carry passwords
 //!   and keys); it only logs, at debug level, which rule a malformed request
 //!   broke.
-//! - It does not decide policy: a command denied by `[commands] deny` comes
-//!   back from the dispatcher as unknown, and is answered `"404"` like one.
+//! - It does not decide policy: a command denied by `[commands] deny` or held
+//!   by a closed gate comes back from the dispatcher as disabled, and is
+//!   answered `"404"` like an unknown one.
 //! - It does not run commands or touch the system itself.
+
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 
-use nova_agent_plugin_api::{export_plugin, Dispatch, Host, Parser, PluginError, Provides};
+use nova_agent_plugin_api::{
+    export_plugin, Decoded, Host, Outcome, ParsedCall, Parser, PluginError, Provides,
+};
+use nova_agent_support::config;
 use serde_json::value::RawValue;
+use serde_json::Value;
 
 mod encode;
 
-use encode::encode_response;
+use encode::{encode_outcome, encode_response};
 
 /// The message for a request the exchange could not hand over without saying
 /// why (the original's message for a request with no data).
@@ -113,57 +128,48 @@ fn command_name(raw: &RawValue) -> Result<String, Malformed> {
     }
 }
 
+/// Decodes one request: the call it names, or the answer to a request that
+/// names none.
+fn decode_request(request: Result<&[u8], &str>) -> Decoded {
+    let bytes = match request {
+        Ok(bytes) => bytes,
+        Err("") => return Decoded::Answer(encode_response("500", NO_DATA)),
+        Err(reason) => return Decoded::Answer(encode_response("500", reason)),
+    };
+    match parse_request(bytes) {
+        Ok(request) => Decoded::Call(ParsedCall {
+            command: request.name,
+            arguments: request.value_json.to_owned(),
+            context: String::new(),
+        }),
+        Err(malformed) => {
+            tracing::debug!(rule = malformed.rule(), "malformed request");
+            Decoded::Answer(encode_response("500", malformed.message()))
+        }
+    }
+}
+
 /// Parser `json`.
 struct JsonParser;
 
 impl Parser for JsonParser {
-    fn handle(
-        &self,
-        body: Result<&[u8], &str>,
-        dispatch: &Dispatch<'_>,
-    ) -> Result<Vec<u8>, PluginError> {
-        let bytes = match body {
-            Ok(bytes) => bytes,
-            Err("") => return Ok(encode_response("500", NO_DATA)),
-            Err(reason) => return Ok(encode_response("500", reason)),
-        };
-        let request = match parse_request(bytes) {
-            Ok(request) => request,
-            Err(malformed) => {
-                tracing::debug!(rule = malformed.rule(), "malformed request");
-                return Ok(encode_response("500", malformed.message()));
-            }
-        };
-        Ok(match dispatch.run(&request.name, request.value_json) {
-            Some(reply) => encode_response(&reply.code, &reply.message),
-            None => encode_response("404", &format!("No such agent command '{}'", request.name)),
-        })
+    fn decode(&self, request: Result<&[u8], &str>) -> Vec<Decoded> {
+        vec![decode_request(request)]
     }
 
-    fn error_response(&self, code: &str, message: &str) -> Vec<u8> {
-        encode_response(code, message)
+    fn encode(&self, call: &ParsedCall, outcome: &Outcome) -> Option<Vec<u8>> {
+        encode_outcome(&call.command, outcome)
     }
 }
 
-/// `[plugins.json]` must be an empty table.
-fn check_config(config_json: &str) -> Result<(), PluginError> {
-    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(config_json) {
-        Ok(table) if table.is_empty() => Ok(()),
-        _ => Err(PluginError::failed("[plugins.json] takes no keys")),
-    }
-}
-
-fn init(_host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    check_config(config_json)?;
+fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
+    config::no_keys("json", &config)?;
     Ok(Provides::new().parser("json", JsonParser))
 }
 
 export_plugin! {
     name: "json",
     description: "the Nova JSON protocol",
-    exchanges: [],
-    parsers: ["json"],
-    commands: [],
     init: init,
 }
 

@@ -1,54 +1,86 @@
-//! The parser against a fake dispatcher, with exact expected bytes.
+//! The parser end to end through the API's `TestAgent` (bytes in, bytes out,
+//! with the agent's dispatch rules), beside small commands of the tests' own,
+//! with exact expected bytes. The calls a request asks for are read from
+//! `decode` itself.
 
-use std::sync::Mutex;
+use nova_agent_plugin_api::testing::{TestAgent, TestHost};
+use nova_agent_plugin_api::{
+    Call, Command, CommandError, Decoded, ErrorKind, Host, Outcome, ParsedCall, Parser,
+    PluginError, Provides,
+};
+use serde_json::{json, Value};
 
-use nova_agent_plugin_api::abi_stable::std_types::{ROption, RStr};
-use nova_agent_plugin_api::ffi::FfiDispatch;
-use nova_agent_plugin_api::{Dispatch, Parser, Reply};
-
-use super::{check_config, parse_request, JsonParser, Malformed};
-
-/// Knows `version`, `echo` (answers the value's JSON text) and `nasty` (a
-/// message full of characters the encoder must replace); records every call.
-#[derive(Default)]
-struct Fake {
-    calls: Mutex<Vec<(String, String)>>,
-}
+use super::{parse_request, JsonParser, Malformed};
 
 const NASTY: &str = "q\" b\\ n\n t\t del\u{7f} \u{e9} \u{1F600} end";
 
-impl FfiDispatch for Fake {
-    fn run(&self, command: RStr<'_>, value_json: RStr<'_>) -> ROption<Reply> {
-        let (command, value_json) = (command.as_str(), value_json.as_str());
-        self.calls
-            .lock()
-            .unwrap()
-            .push((command.to_owned(), value_json.to_owned()));
-        match command {
-            "version" => ROption::RSome(Reply::ok("2.0.0")),
-            "echo" => ROption::RSome(Reply::ok(value_json)),
-            "nasty" => ROption::RSome(Reply::error(NASTY)),
-            _ => ROption::RNone,
-        }
+/// A command answering with a fixed result, or with its arguments' JSON text.
+struct Fixed(fn(&str) -> Result<Value, CommandError>);
+
+impl Command for Fixed {
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        (self.0)(call.arguments())
     }
 }
 
-impl Fake {
-    fn calls(&self) -> Vec<(String, String)> {
-        self.calls.lock().unwrap().clone()
+struct Panics;
+
+impl Command for Panics {
+    fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
+        panic!("a secret in a panic")
     }
 }
 
-fn answer(fake: &Fake, body: Result<&[u8], &str>) -> String {
-    let out = JsonParser.handle(body, &Dispatch::new(fake)).unwrap();
-    String::from_utf8(out).unwrap()
+/// `version`, `echo` (answers its arguments' JSON text), `nasty` (fails with
+/// a message full of characters the encoder must replace), and one command
+/// per kind of outcome.
+fn test_commands(_host: Host, _config: Value) -> Result<Provides, PluginError> {
+    Ok(Provides::new()
+        .command("version", Fixed(|_| Ok(json!("2.0.0"))))
+        .command("echo", Fixed(|args| Ok(json!(args))))
+        .command("nasty", Fixed(|_| Err(CommandError::failed(NASTY))))
+        .command("keyinit", Fixed(|_| Ok(json!("1234567890"))))
+        .command("null", Fixed(|_| Ok(Value::Null)))
+        .command("object", Fixed(|_| Ok(json!({"a": [1, "x"]}))))
+        .command(
+            "missing",
+            Fixed(|_| Err(CommandError::not_found("no such file"))),
+        )
+        .command(
+            "strict",
+            Fixed(|_| Err(CommandError::bad_arguments("bad value"))),
+        )
+        .command("panics", Panics))
 }
 
-/// Handles `body` with a fresh fake; returns the response and the calls made.
+fn agent_with(host: TestHost) -> TestAgent {
+    TestAgent::new(host)
+        .with_plugin(super::init, json!({}))
+        .unwrap()
+        .with_plugin(test_commands, json!({}))
+        .unwrap()
+}
+
+fn agent() -> TestAgent {
+    agent_with(TestHost::new("/nonexistent"))
+}
+
+/// The calls `body` asks for, as (command, arguments).
+fn calls_of(body: &[u8]) -> Vec<(String, String)> {
+    JsonParser
+        .decode(Ok(body))
+        .into_iter()
+        .filter_map(|item| match item {
+            Decoded::Call(call) => Some((call.command, call.arguments)),
+            Decoded::Answer(_) => None,
+        })
+        .collect()
+}
+
+/// Handles `body` end to end; returns the response and the calls asked for.
 fn run(body: &[u8]) -> (String, Vec<(String, String)>) {
-    let fake = Fake::default();
-    let response = answer(&fake, Ok(body));
-    (response, fake.calls())
+    let response = String::from_utf8(agent().request("json", body)).unwrap();
+    (response, calls_of(body))
 }
 
 fn calls(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -64,12 +96,14 @@ const NO_NAME: &str = r#"{"message": "Request is missing 'name' key", "returncod
 
 #[test]
 fn vector_no_data_in_request() {
-    let fake = Fake::default();
     assert_eq!(
-        answer(&fake, Err("")),
-        r#"{"message": "Internal error with request", "returncode": "500"}"#
+        agent().unreadable("json", ""),
+        br#"{"message": "Internal error with request", "returncode": "500"}"#
     );
-    assert!(fake.calls().is_empty());
+    assert!(matches!(
+        JsonParser.decode(Err("")).as_slice(),
+        [Decoded::Answer(_)]
+    ));
 }
 
 #[test]
@@ -96,12 +130,22 @@ fn vector_unknown_command() {
 
 #[test]
 fn unreadable_body_answers_its_reason() {
-    let fake = Fake::default();
     assert_eq!(
-        answer(&fake, Err("request too large")),
-        r#"{"message": "request too large", "returncode": "500"}"#
+        agent().unreadable("json", "request too large"),
+        br#"{"message": "request too large", "returncode": "500"}"#
     );
-    assert!(fake.calls().is_empty());
+}
+
+#[test]
+fn a_good_request_decodes_to_one_call_with_no_context() {
+    assert_eq!(
+        JsonParser.decode(Ok(br#"{"name": "version", "value": {"a": 1}}"#)),
+        [Decoded::Call(ParsedCall {
+            command: "version".to_owned(),
+            arguments: r#"{"a": 1}"#.to_owned(),
+            context: String::new(),
+        })]
+    );
 }
 
 #[test]
@@ -278,19 +322,78 @@ fn unknown_name_with_quotes_stays_valid_json() {
 }
 
 #[test]
-fn error_response_uses_the_same_encoding() {
+fn each_kind_of_outcome_is_answered_as_nova_expects() {
+    let agent = agent();
+    for (body, expected) in [
+        (
+            &br#"{"name": "keyinit", "value": 1}"#[..],
+            r#"{"message": "1234567890", "returncode": "D0"}"#,
+        ),
+        (
+            br#"{"name": "null"}"#,
+            r#"{"message": "", "returncode": "0"}"#,
+        ),
+        (
+            br#"{"name": "object"}"#,
+            r#"{"message": "{?a?:[1,?x?]}", "returncode": "0"}"#,
+        ),
+        (
+            br#"{"name": "missing"}"#,
+            r#"{"message": "no such file", "returncode": "404"}"#,
+        ),
+        (
+            br#"{"name": "strict"}"#,
+            r#"{"message": "bad value", "returncode": "500"}"#,
+        ),
+        (
+            br#"{"name": "panics"}"#,
+            r#"{"message": "command 'panics' failed unexpectedly", "returncode": "500"}"#,
+        ),
+    ] {
+        let response = String::from_utf8(agent.request("json", body)).unwrap();
+        assert_eq!(response, expected, "for {}", String::from_utf8_lossy(body));
+    }
+}
+
+#[test]
+fn a_denied_command_is_answered_as_unknown() {
+    let agent = agent_with(TestHost::new("/nonexistent").with_deny(["version"]));
     assert_eq!(
-        JsonParser.error_response("500", "boom \"x\"\n"),
-        br#"{"message": "boom ?x??", "returncode": "500"}"#.to_vec()
+        agent.request("json", br#"{"name": "version"}"#),
+        br#"{"message": "No such agent command 'version'", "returncode": "404"}"#
+    );
+    assert_eq!(
+        agent.request("json", br#"{"name": "echo", "value": 7}"#),
+        br#"{"message": "7", "returncode": "0"}"#
+    );
+}
+
+#[test]
+fn agent_errors_use_the_same_encoding() {
+    let call = ParsedCall {
+        command: "x".to_owned(),
+        ..ParsedCall::default()
+    };
+    assert_eq!(
+        JsonParser.encode(&call, &Outcome::error(ErrorKind::Failed, "boom \"x\"\n")),
+        Some(br#"{"message": "boom ?x??", "returncode": "500"}"#.to_vec())
     );
 }
 
 #[test]
 fn config_must_be_an_empty_table() {
-    assert!(check_config("{}").is_ok());
-    assert!(check_config(" { } ").is_ok());
-    for bad in [r#"{"a": 1}"#, "", "[]", "null", "{"] {
-        let err = check_config(bad).unwrap_err();
-        assert_eq!(err.message(), "[plugins.json] takes no keys", "for {bad:?}");
+    let load = |config: Value| TestAgent::new(TestHost::new("/")).with_plugin(super::init, config);
+    assert!(load(json!({})).is_ok());
+    let err = load(json!({"a": 1, "b": 2})).err().unwrap();
+    assert_eq!(
+        err.message(),
+        "[plugins.json] takes no keys; found 'a', 'b'"
+    );
+    // The agent hands over an object only; `init` still refuses anything else.
+    for bad in [json!([]), json!(null)] {
+        let err = super::init(TestHost::new("/").host(), bad.clone())
+            .err()
+            .unwrap();
+        assert_eq!(err.message(), "[plugins.json] must be a table", "for {bad}");
     }
 }

@@ -164,7 +164,7 @@ fn invalid_values_are_refused_before_anything_is_touched() {
     }
     let value = format!(r#"{{"activation_key": "{KEY}", "profile": "p", "domains": [1]}}"#);
     assert_eq!(
-        guest.call(&value).1,
+        guest.failure(&value),
         "Invalid 'domains': entry 1 is not a host name (letters, digits, '-' and '.')"
     );
     assert_eq!(guest.file(UP2DATE), None, "nothing written");
@@ -263,4 +263,29 @@ fn centos_rocky_and_the_rest_of_the_family_are_accepted() {
     .unwrap();
     guest.stub("rhnreg_ks", 0);
     assert_eq!(guest.call(&value_with("")), ok());
+}
+
+// --- The plugin ------------------------------------------------------------------
+
+#[test]
+fn the_plugin_takes_no_config_keys_and_serves_kmsactivate() {
+    use nova_agent_plugin_api::testing::{TestAgent, TestHost};
+
+    let guest = Guest::new("ID=debian\n", false);
+    let host = || TestHost::new(guest.root.display().to_string());
+    let refused = TestAgent::new(host())
+        .with_plugin(crate::init, json!({"org": "x"}))
+        .err()
+        .unwrap();
+    assert_eq!(
+        refused.message(),
+        "[plugins.kms] takes no keys; found 'org'"
+    );
+    let agent = TestAgent::new(host())
+        .with_plugin(crate::init, json!({}))
+        .unwrap();
+    assert_eq!(
+        agent.run("kmsactivate", &value_with("")).result,
+        Err(CommandError::failed(NOT_SUPPORTED))
+    );
 }

@@ -100,8 +100,7 @@ fn a_missing_rhn_directory_is_created_and_a_symlink_is_refused() {
     let elsewhere = guest.root.join("elsewhere");
     std::fs::write(&elsewhere, "keep").unwrap();
     std::os::unix::fs::symlink(&elsewhere, guest.real(UP2DATE)).unwrap();
-    let (code, message) = guest.call(&value_with(""));
-    assert_eq!(code, "500");
+    let message = guest.failure(&value_with(""));
     assert!(
         message.starts_with("Couldn't write /etc/sysconfig/rhn/up2date: ")
             && message.contains("symbolic link"),
@@ -193,8 +192,7 @@ fn a_program_that_cannot_start_is_reported_without_the_key() {
     let stub = guest.tools.join("rhnreg_ks");
     std::fs::write(&stub, "#!/nonexistent/interpreter\n").unwrap();
     std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (code, message) = guest.call(&value_with(""));
-    assert_eq!(code, "500");
+    let message = guest.failure(&value_with(""));
     assert!(
         message.starts_with("Couldn't activate with RHN: cannot run "),
         "{message}"
@@ -203,30 +201,6 @@ fn a_program_that_cannot_start_is_reported_without_the_key() {
 }
 
 // --- apply = false and the log ---------------------------------------------------
-
-/// Captures every event at trace level while `body` runs.
-fn captured_log(body: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let sink = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, body);
-    let bytes = buffer.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
-}
 
 fn tool_path(guest: &Guest, name: &str) -> String {
     Path::new(&guest.tools).join(name).display().to_string()

@@ -24,9 +24,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
+use nova_agent_support::config::no_keys;
 use nova_agent_support::distro::{self, Os};
 use nova_agent_support::runner::{Arg, Outcome, Runner};
+use nova_agent_support::sync::lock;
+use serde_json::{json, Value};
 
 mod up2date;
 mod value;
@@ -52,26 +57,27 @@ struct KmsActivate {
 }
 
 impl Command for KmsActivate {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(match self.activate(call.value_json()) {
-            Ok(()) => Reply::ok(""),
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        let _one_at_a_time = lock(&self.running);
+        match self.activate(call.arguments()) {
+            Ok(()) => Ok(json!("")),
             Err(message) => {
                 tracing::warn!("kmsactivate failed: {message}");
-                Reply::error(message)
+                Err(CommandError::failed(message))
             }
-        })
+        }
     }
 }
 
 impl KmsActivate {
-    /// The error is the reply's message.
-    fn activate(&self, value_json: &str) -> Result<(), String> {
+    /// `arguments` is the request's value as JSON text; the error is the
+    /// answer's message.
+    fn activate(&self, arguments: &str) -> Result<(), String> {
         // The seed's order: the OS first, then the value.
         if distro::detect(&self.root) != Some(Os::Redhat) {
             return Err(NOT_SUPPORTED.to_owned());
         }
-        let request = Request::parse(value_json)?;
+        let request = Request::parse(arguments)?;
         if let Some(rhnreg_ks) = self.find(RHNREG_KS) {
             self.register_with_rhn(&rhnreg_ks, &request)
         } else if let Some(subscription_manager) = self.find(SUBSCRIPTION_MANAGER) {
@@ -156,10 +162,8 @@ fn file_name(program: &str) -> &str {
         .unwrap_or(program)
 }
 
-fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    if !matches!(config_json.trim(), "{}" | "") {
-        return Err(PluginError::failed("[plugins.kms] takes no keys"));
-    }
+fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
+    no_keys("kms", &config)?;
     Ok(Provides::new().command(
         "kmsactivate",
         KmsActivate {
@@ -174,8 +178,5 @@ fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "kms",
     description: "registers a Red Hat guest with RHN or subscription-manager from the host's activation key",
-    exchanges: [],
-    parsers: [],
-    commands: ["kmsactivate"],
     init: init,
 }

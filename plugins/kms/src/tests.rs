@@ -5,15 +5,16 @@
 //! seed's vector, the value, the OS) and `flows_tests.rs` (the RHN and
 //! subscription-manager flows, `apply = false` and the log).
 
-use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use nova_agent_plugin_api::testing::TestCall;
-use nova_agent_plugin_api::{Call, Command};
+use nova_agent_plugin_api::{CommandError, ErrorKind};
 use nova_agent_support::runner::Runner;
-use serde_json::Value;
+use nova_agent_support::sync::lock;
+use nova_agent_support::testing::captured_log;
+use serde_json::{json, Value};
 
 use crate::up2date::{self, BACKUP, SYSTEMID, UP2DATE};
 use crate::value::{missing, Domain, Request, NOT_AN_OBJECT};
@@ -63,7 +64,7 @@ fn value_with(extra: &str) -> String {
 /// with ETXTBSY; tests that write stubs or run programs hold this.
 fn programs() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&LOCK)
 }
 
 struct Guest {
@@ -129,12 +130,15 @@ impl Guest {
         Some(text.lines().map(str::to_owned).collect())
     }
 
-    fn call(&self, value_json: &str) -> (String, String) {
-        let reply = self
-            .command
-            .run(&Call::new(&TestCall::new(), value_json))
-            .unwrap();
-        (reply.code.to_string(), reply.message.to_string())
+    fn call(&self, arguments: &str) -> Answer {
+        TestCall::new().run(&self.command, arguments)
+    }
+
+    /// The message of a call that must fail.
+    fn failure(&self, arguments: &str) -> String {
+        let error = self.call(arguments).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Failed, "{error:?}");
+        error.message
     }
 
     fn file(&self, path: &str) -> Option<String> {
@@ -154,12 +158,17 @@ impl Guest {
     }
 }
 
-fn error(message: &str) -> (String, String) {
-    ("500".to_owned(), message.to_owned())
+/// What the command answers.
+type Answer = Result<Value, CommandError>;
+
+/// Failure with `message` (the Nova parser answers "500" and it).
+fn error(message: &str) -> Answer {
+    Err(CommandError::failed(message))
 }
 
-fn ok() -> (String, String) {
-    ("0".to_owned(), String::new())
+/// Success: the empty string (the Nova parser answers "0" and "").
+fn ok() -> Answer {
+    Ok(json!(""))
 }
 
 fn strings(list: &[&str]) -> Vec<String> {

@@ -78,7 +78,7 @@ noReboot=0
 /// Writes `<root>/etc/sysconfig/rhn/up2date` atomically (mode 0644 when
 /// new; an existing file keeps its mode, owner and label), the previous
 /// file copied to `up2date.bak` first. An unchanged file is not touched, so
-/// the backup keeps the last different version. The error is the reply's
+/// the backup keeps the last different version. The error is the answer's
 /// message.
 pub fn write(root: &Path, domains: &[Domain]) -> Result<(), String> {
     let failed = |e: io::Error| format!("Couldn't write {UP2DATE}: {e}");

@@ -67,7 +67,7 @@ pub fn missing(key: &str) -> String {
 }
 
 impl Request {
-    /// Parses and checks the value's JSON text; the error is the reply's
+    /// Parses and checks the value's JSON text; the error is the answer's
     /// message.
     pub fn parse(value_json: &str) -> Result<Request, String> {
         let value: Value = serde_json::from_str(value_json).map_err(|_| NOT_AN_OBJECT)?;

@@ -107,14 +107,13 @@ impl Actions for SystemActions<'_> {
             tracing::info!("not setting the hostname to {hostname} (apply = false)");
             return Ok(());
         }
-        let name = hostname.as_str();
-        // SAFETY: a valid pointer and length; the name holds no NUL.
-        let status = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
-        if status == 0 {
-            tracing::info!("hostname set to {hostname}");
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error().to_string())
+        match nix::unistd::sethostname(hostname.as_str()) {
+            Ok(()) => {
+                tracing::info!("hostname set to {hostname}");
+                Ok(())
+            }
+            // As std words it: "Operation not permitted (os error 1)".
+            Err(errno) => Err(std::io::Error::from(errno).to_string()),
         }
     }
 }

@@ -5,9 +5,12 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use nova_agent_plugin_api::{Call, Command, PluginError, Reply};
+use nova_agent_plugin_api::{Call, Command, CommandError, PluginError};
+use nova_agent_support::config::{parse_table, table_error};
 use nova_agent_support::runner::Runner;
+use nova_agent_support::sync::lock;
 use serde::Deserialize;
+use serde_json::{json, Value};
 
 use crate::apply::{apply_dns, SystemActions};
 use crate::backend::{Backend, System};
@@ -29,27 +32,27 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn parse(config_json: &str) -> Result<Settings, PluginError> {
-        let json = match config_json.trim() {
-            "" => "{}",
-            json => json,
-        };
-        let settings: Settings = serde_json::from_str(json)
-            .map_err(|e| PluginError::failed(format!("[plugins.network]: {e}")))?;
+    /// The `[plugins.network]` table as `init` receives it, checked.
+    pub fn parse(table: Value) -> Result<Settings, PluginError> {
+        const PLUGIN: &str = "network";
+        let settings: Settings = parse_table(PLUGIN, table)?;
         if let Some(os) = &settings.os {
             if Os::from_name(os).is_none() {
-                return Err(PluginError::failed(format!(
-                    "[plugins.network] os {os:?} is not one of {}",
-                    Os::NAMES.join(", ")
-                )));
+                return Err(table_error(
+                    PLUGIN,
+                    &format!("os: {os:?} is not one of {}", Os::NAMES.join(", ")),
+                ));
             }
         }
         if let Some(backend) = &settings.backend {
             if by_name(backend).is_none() {
-                return Err(PluginError::failed(format!(
-                    "[plugins.network] backend {backend:?} is not one of {}",
-                    crate::backends::NAMES.join(", ")
-                )));
+                return Err(table_error(
+                    PLUGIN,
+                    &format!(
+                        "backend: {backend:?} is not one of {}",
+                        crate::backends::NAMES.join(", ")
+                    ),
+                ));
             }
         }
         Ok(settings)
@@ -65,16 +68,16 @@ pub struct ResetNetwork {
 }
 
 impl Command for ResetNetwork {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        let _one_at_a_time = lock(&self.running);
         let metadata = read_metadata(call)?;
-        Ok(match self.reset(&metadata) {
-            Ok(()) => Reply::ok(""),
+        match self.reset(&metadata) {
+            Ok(()) => Ok(json!("")),
             Err(message) => {
                 tracing::warn!("resetnetwork failed: {message}");
-                Reply::error(message)
+                Err(CommandError::failed(message))
             }
-        })
+        }
     }
 }
 
@@ -130,3 +133,7 @@ fn read_metadata(call: &Call<'_>) -> Result<Metadata, PluginError> {
         interfaces,
     })
 }
+
+#[cfg(test)]
+#[path = "command_tests.rs"]
+mod tests;

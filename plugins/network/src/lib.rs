@@ -27,6 +27,7 @@ use std::sync::Mutex;
 
 use nova_agent_plugin_api::{export_plugin, Host, PluginError, Provides};
 use nova_agent_support::runner::Runner;
+use serde_json::Value;
 
 pub mod apply;
 pub mod backend;
@@ -42,8 +43,8 @@ pub mod parse;
 #[cfg(test)]
 mod testutil;
 
-fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    let settings = command::Settings::parse(config_json)?;
+fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
+    let settings = command::Settings::parse(config)?;
     Ok(Provides::new().command(
         "resetnetwork",
         command::ResetNetwork {
@@ -58,8 +59,5 @@ fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "network",
     description: "the guest's network, hostname, /etc/hosts and DNS from the host's vm-data",
-    exchanges: [],
-    parsers: [],
-    commands: ["resetnetwork"],
     init: init,
 }

@@ -18,10 +18,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
+use nova_agent_support::config::no_keys;
 use nova_agent_support::runner::Runner;
+use nova_agent_support::sync::lock;
+use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 mod cipher;
@@ -43,8 +48,8 @@ const BAD_DATA: &str = "Invalid password data received";
 struct Keys(Mutex<HashMap<String, Zeroizing<String>>>);
 
 impl Keys {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Zeroizing<String>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Zeroizing<String>>> {
+        lock(&self.0)
     }
 }
 
@@ -55,44 +60,43 @@ struct State {
     editor: shadow::Editor,
 }
 
-struct KeyInit(std::sync::Arc<State>);
+/// `keyinit`: the agent's public key, in decimal, as a JSON string (the
+/// Nova parser answers it with code "D0").
+struct KeyInit(Arc<State>);
 
 impl Command for KeyInit {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-        let host_key = match dh::parse_host_key(call.value_json()) {
-            Ok(key) => key,
-            Err(message) => return Ok(Reply::error(message)),
-        };
-        let pair = dh::KeyPair::generate().map_err(PluginError::failed)?;
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        let host_key = dh::parse_host_key(call.arguments()).map_err(CommandError::failed)?;
+        let pair = dh::KeyPair::generate().map_err(CommandError::failed)?;
         let secret = pair.shared_secret(&host_key);
         self.0.keys.lock().insert(call.channel(), secret);
         tracing::debug!("keyinit: new key for this channel");
-        Ok(Reply::new("D0", pair.public.to_str_radix(10)))
+        Ok(json!(pair.public.to_str_radix(10)))
     }
 }
 
-struct Password(std::sync::Arc<State>);
+/// `password`: the base64 ciphertext, as a JSON string.
+struct Password(Arc<State>);
 
 impl Command for Password {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
         let state = &self.0;
-        let encoded: Zeroizing<String> = match serde_json::from_str::<String>(call.value_json()) {
-            Ok(text) => Zeroizing::new(text),
-            Err(_) => return Ok(Reply::error(BAD_BASE64)),
-        };
-        let Some(ciphertext) = cipher::decode_base64(&encoded).map(Zeroizing::new) else {
-            return Ok(Reply::error(BAD_BASE64));
-        };
+        let encoded: Zeroizing<String> = serde_json::from_str::<String>(call.arguments())
+            .map(Zeroizing::new)
+            .map_err(|_| CommandError::failed(BAD_BASE64))?;
+        let ciphertext = cipher::decode_base64(&encoded)
+            .map(Zeroizing::new)
+            .ok_or_else(|| CommandError::failed(BAD_BASE64))?;
         let channel = call.channel();
         let Some(secret) = state.keys.lock().get(&channel).cloned() else {
-            return Ok(Reply::error(NO_KEY));
+            return Err(CommandError::failed(NO_KEY));
         };
         let Some((password, digest)) = cipher::decrypt(&ciphertext, &secret) else {
             tracing::debug!(
                 "password: {} bytes of ciphertext open with neither key derivation",
                 ciphertext.len()
             );
-            return Ok(Reply::error(BAD_DATA));
+            return Err(CommandError::failed(BAD_DATA));
         };
         tracing::debug!(
             "password: {} bytes of ciphertext, a {}-character password, {} key derivation",
@@ -100,24 +104,19 @@ impl Command for Password {
             password.chars().count(),
             digest.name()
         );
-        if let Err(message) =
-            shadow::set_root_password(&state.root, &password, &state.runner, &state.editor)
-        {
-            return Ok(Reply::error(message));
-        }
+        shadow::set_root_password(&state.root, &password, &state.runner, &state.editor)
+            .map_err(CommandError::failed)?;
         // One password per key; unless a new keyinit replaced it meanwhile.
         let mut keys = state.keys.lock();
         if keys.get(&channel).is_some_and(|k| **k == *secret) {
             keys.remove(&channel);
         }
-        Ok(Reply::ok(""))
+        Ok(json!(""))
     }
 }
 
-fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    if !matches!(config_json.trim(), "{}" | "") {
-        return Err(PluginError::failed("[plugins.password] takes no keys"));
-    }
+fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
+    no_keys("password", &config)?;
     Ok(provides(State {
         keys: Keys::default(),
         root: host.root(),
@@ -127,17 +126,14 @@ fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
 }
 
 fn provides(state: State) -> Provides {
-    let state = std::sync::Arc::new(state);
+    let state = Arc::new(state);
     Provides::new()
-        .command("keyinit", KeyInit(std::sync::Arc::clone(&state)))
+        .command("keyinit", KeyInit(Arc::clone(&state)))
         .command("password", Password(state))
 }
 
 export_plugin! {
     name: "password",
     description: "root's password from the host: Diffie-Hellman key exchange, then the encrypted password",
-    exchanges: [],
-    parsers: [],
-    commands: ["keyinit", "password"],
     init: init,
 }

@@ -10,6 +10,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::libc;
 use nova_agent_support::files::{replace_file, under_root};
 use nova_agent_support::runner::{Arg, Runner};
 
@@ -201,7 +204,7 @@ impl PasswordLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .custom_flags((OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).bits())
             .open(path)
             .map_err(|e| format!("cannot open the password lock {}: {e}", path.display()))?;
         let deadline = Instant::now() + wait;
@@ -223,80 +226,50 @@ impl PasswordLock {
     }
 }
 
-fn write_lock(file: &File) -> io::Result<()> {
-    let lock = libc::flock {
+/// A write lock on the whole file (`l_len` 0: to its end, however long).
+fn whole_file_write_lock() -> libc::flock {
+    libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
         l_start: 0,
         l_len: 0,
         l_pid: 0,
-    };
-    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_SETLK(&lock))
+    }
+}
+
+fn write_lock(file: &File) -> io::Result<()> {
+    fcntl(file, FcntlArg::F_SETLK(&whole_file_write_lock()))
         .map(drop)
         .map_err(io::Error::from)
 }
 
 fn is_busy(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES))
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EAGAIN | Errno::EACCES)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// fcntl locks do not conflict within one process: the other holder is
-    /// a forked child that takes the lock, says so, holds it, and exits.
-    fn hold_in_child(path: &Path, hold: Duration) -> libc::pid_t {
-        let mut fds = [0; 2];
-        // SAFETY: a two-element array for pipe(2).
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    /// fcntl's process-owned locks do not conflict within one process, but
+    /// an open file description lock (`F_OFD_SETLK`) conflicts with them
+    /// even there: the other holder is such a lock, released by a thread
+    /// after `hold`.
+    fn hold_elsewhere(path: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
             .unwrap();
-        // SAFETY: the child only calls async-signal-safe functions (fcntl,
-        // write, nanosleep, _exit) before exiting.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let lock = libc::flock {
-                l_type: libc::F_WRLCK as libc::c_short,
-                l_whence: libc::SEEK_SET as libc::c_short,
-                l_start: 0,
-                l_len: 0,
-                l_pid: 0,
-            };
-            // SAFETY: see above; the struct and descriptors are valid.
-            unsafe {
-                libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_SETLK, &lock);
-                libc::write(fds[1], b"x".as_ptr().cast(), 1);
-                let pause = libc::timespec {
-                    tv_sec: hold.as_secs() as libc::time_t,
-                    tv_nsec: hold.subsec_nanos() as libc::c_long,
-                };
-                libc::nanosleep(&pause, std::ptr::null_mut());
-                libc::_exit(0);
-            }
-        }
-        let mut byte = [0u8; 1];
-        // SAFETY: reading one byte into a one-byte buffer.
-        assert_eq!(
-            unsafe { libc::read(fds[0], byte.as_mut_ptr().cast(), 1) },
-            1
-        );
-        // SAFETY: closing the pipe's descriptors, which we own.
-        unsafe {
-            libc::close(fds[0]);
-            libc::close(fds[1]);
-        }
-        pid
-    }
-
-    fn reap(pid: libc::pid_t) {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        fcntl(&file, FcntlArg::F_OFD_SETLK(&whole_file_write_lock())).unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            drop(file);
+        })
     }
 
     #[test]
@@ -304,7 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".pwd.lock");
 
-        let child = hold_in_child(&path, Duration::from_millis(1500));
+        let holder = hold_elsewhere(&path, Duration::from_millis(1500));
         let error = PasswordLock::take(&path, Duration::from_millis(200))
             .err()
             .unwrap();
@@ -316,6 +289,6 @@ mod tests {
             started.elapsed() >= Duration::from_millis(500),
             "it waited for the holder"
         );
-        reap(child);
+        holder.join().unwrap();
     }
 }

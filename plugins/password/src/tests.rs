@@ -4,15 +4,17 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aes::cipher::{block_padding::Pkcs7, BlockEncryptMut, KeyIvInit};
 use base64::Engine;
 use md5::Digest as _;
 use nova_agent_plugin_api::testing::TestCall;
-use nova_agent_plugin_api::{Call, Command, Reply};
+use nova_agent_plugin_api::{Command, CommandError, ErrorKind};
 use nova_agent_support::runner::Runner;
+use nova_agent_support::testing::captured_log;
 use num_bigint::BigUint;
+use serde_json::{json, Value};
 
 use crate::cipher::KeyDigest;
 use crate::{crypt, dh, shadow, KeyInit, Keys, Password, State};
@@ -68,25 +70,21 @@ impl Guest {
         text[field].to_owned()
     }
 
-    fn call(&self, command: &dyn Command, channel: &'static str, value_json: &str) -> Reply {
-        command
-            .run(&Call::new(
-                &TestCall::new().with_channel(channel),
-                value_json,
-            ))
-            .unwrap()
+    fn call(&self, command: &dyn Command, channel: &'static str, arguments: &str) -> Answer {
+        TestCall::new()
+            .with_channel(channel)
+            .run(command, arguments)
     }
 
     /// keyinit from a host with a fresh key; the shared secret.
     fn keyinit(&self, channel: &'static str) -> String {
         let host = dh::KeyPair::generate().unwrap();
-        let reply = self.call(&self.keyinit, channel, &format!("\"{}\"", host.public));
-        assert_eq!(reply.code.as_str(), "D0");
-        let guest_public = BigUint::parse_bytes(reply.message.as_bytes(), 10).unwrap();
+        let answer = self.call(&self.keyinit, channel, &format!("\"{}\"", host.public));
+        let guest_public = decimal_key(&answer);
         host.shared_secret(&guest_public).to_string()
     }
 
-    fn password(&self, channel: &'static str, base64: &str) -> Reply {
+    fn password(&self, channel: &'static str, base64: &str) -> Answer {
         self.call(&self.password, channel, &format!("\"{base64}\""))
     }
 }
@@ -113,16 +111,32 @@ fn encrypt(plain: &[u8], secret: &str, digest: KeyDigest) -> String {
     base64::engine::general_purpose::STANDARD.encode(ciphertext)
 }
 
-fn code_and_message(reply: &Reply) -> (&str, &str) {
-    (reply.code.as_str(), reply.message.as_str())
+/// What a command answers.
+type Answer = Result<Value, CommandError>;
+
+/// Success: the empty string (the Nova parser answers "0" and "").
+fn ok() -> Answer {
+    Ok(json!(""))
+}
+
+/// Failure with `message` (the Nova parser answers "500" and it).
+fn failed(message: &str) -> Answer {
+    Err(CommandError::failed(message))
+}
+
+/// keyinit's answer: the guest's public key, a JSON string of decimal digits.
+fn decimal_key(answer: &Answer) -> BigUint {
+    let Ok(Value::String(digits)) = answer else {
+        panic!("keyinit answered {answer:?}");
+    };
+    BigUint::parse_bytes(digits.as_bytes(), 10).unwrap()
 }
 
 #[test]
 fn keyinit_answers_d0_with_a_public_key_and_refuses_bad_host_keys() {
     let guest = Guest::new("root:!:19000::::::", shadow::write_all);
-    let reply = guest.call(&guest.keyinit, "c", "72934389420761065950890858028106");
-    assert_eq!(reply.code.as_str(), "D0");
-    let public = BigUint::parse_bytes(reply.message.as_bytes(), 10).unwrap();
+    let answer = guest.call(&guest.keyinit, "c", "72934389420761065950890858028106");
+    let public = decimal_key(&answer);
     assert!(public > BigUint::from(1u8) && public < dh::prime());
     for bad in [
         "\"abc\"",
@@ -132,8 +146,8 @@ fn keyinit_answers_d0_with_a_public_key_and_refuses_bad_host_keys() {
         "162259276829213363391578010288126",
         "1.5",
     ] {
-        let reply = guest.call(&guest.keyinit, "c", bad);
-        assert_eq!(reply.code.as_str(), "500", "{bad}");
+        let answer = guest.call(&guest.keyinit, "c", bad);
+        assert_eq!(answer.unwrap_err().kind, ErrorKind::Failed, "{bad}");
     }
 }
 
@@ -145,8 +159,8 @@ fn passwords_from_md5_and_sha256_hosts_land_in_shadow_and_verify() {
             shadow::write_all,
         );
         let secret = guest.keyinit("c");
-        let reply = guest.password("c", &encrypt(b"N3w-Passw0rd\n", &secret, digest));
-        assert_eq!(code_and_message(&reply), ("0", ""));
+        let answer = guest.password("c", &encrypt(b"N3w-Passw0rd\n", &secret, digest));
+        assert_eq!(answer, ok());
         let hash = guest.root_hash();
         assert!(
             hash.starts_with("$6$") && hash != "$6$oldsalt$oldhash",
@@ -170,8 +184,8 @@ fn each_kind_of_root_entry_gets_the_right_scheme() {
     ] {
         let guest = Guest::new(entry, shadow::write_all);
         let secret = guest.keyinit("c");
-        let reply = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
-        assert_eq!(code_and_message(&reply), ("0", ""), "{entry}");
+        let answer = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
+        assert_eq!(answer, ok(), "{entry}");
         let hash = guest.root_hash();
         assert!(hash.starts_with(prefix), "{entry} -> {hash}");
         assert!(crypt::verify("pw", &hash), "{hash}");
@@ -183,8 +197,8 @@ fn each_kind_of_root_entry_gets_the_right_scheme() {
 fn the_seed_s_errors_and_a_key_used_once() {
     let guest = Guest::new("root:!:19000::::::", shadow::write_all);
     let before = guest.shadow();
-    let refuse = |reply: Reply, message: &str| {
-        assert_eq!(code_and_message(&reply), ("500", message));
+    let refuse = |answer: Answer, message: &str| {
+        assert_eq!(answer, failed(message));
     };
     let valid_looking = encrypt(b"pw\n", "123456789", KeyDigest::Md5);
     refuse(
@@ -236,7 +250,7 @@ fn the_seed_s_errors_and_a_key_used_once() {
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect::<Vec<_>>()
         .join("\\n");
-    assert_eq!(code_and_message(&guest.password("c", &wrapped)), ("0", ""));
+    assert_eq!(guest.password("c", &wrapped), ok());
     refuse(guest.password("c", &good), "Password without key exchange");
 }
 
@@ -247,17 +261,17 @@ fn two_channels_exchange_keys_independently() {
     let local = guest.keyinit("unix-socket+json");
     let xen_again = guest.keyinit("xenstore+json");
     assert_ne!(xen, xen_again);
-    let reply = guest.password(
+    let answer = guest.password(
         "unix-socket+json",
         &encrypt(b"local\n", &local, KeyDigest::Sha256),
     );
-    assert_eq!(code_and_message(&reply), ("0", ""));
+    assert_eq!(answer, ok());
     assert!(crypt::verify("local", &guest.root_hash()));
-    let reply = guest.password(
+    let answer = guest.password(
         "xenstore+json",
         &encrypt(b"xen\n", &xen_again, KeyDigest::Md5),
     );
-    assert_eq!(code_and_message(&reply), ("0", ""));
+    assert_eq!(answer, ok());
     assert!(crypt::verify("xen", &guest.root_hash()));
 }
 
@@ -271,12 +285,13 @@ fn an_interrupted_write_leaves_the_shadow_file_intact() {
     let guest = Guest::new("root:$6$old$hash:19000:0:99999:7:::", half_then_fail);
     let before = std::fs::read(guest.root.join("etc/shadow")).unwrap();
     let secret = guest.keyinit("c");
-    let reply = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
-    assert_eq!(reply.code.as_str(), "500");
+    let answer = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
+    let error = answer.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Failed);
     assert!(
-        reply.message.contains("cannot write /etc/shadow"),
+        error.message.contains("cannot write /etc/shadow"),
         "{}",
-        reply.message
+        error.message
     );
     assert_eq!(
         std::fs::read(guest.root.join("etc/shadow")).unwrap(),
@@ -293,18 +308,12 @@ fn an_interrupted_write_leaves_the_shadow_file_intact() {
 fn missing_files_and_entries_are_reported() {
     let guest = Guest::new("nobody:x:1::::::", shadow::write_all);
     let secret = guest.keyinit("c");
-    let reply = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
-    assert_eq!(
-        code_and_message(&reply),
-        ("500", "/etc/shadow has no entry for root")
-    );
+    let answer = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
+    assert_eq!(answer, failed("/etc/shadow has no entry for root"));
 
     std::fs::remove_file(guest.root.join("etc/shadow")).unwrap();
-    let reply = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
-    assert_eq!(
-        code_and_message(&reply),
-        ("500", "Unknown password file format")
-    );
+    let answer = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
+    assert_eq!(answer, failed("Unknown password file format"));
 }
 
 #[test]
@@ -314,38 +323,14 @@ fn freebsd_master_passwd_is_edited_without_running_pwd_mkdb_when_apply_is_false(
     let master = guest.root.join("etc/master.passwd");
     std::fs::write(&master, "root:$6$a$b:0:0::0:0:Charlie &:/root:/bin/csh\ntoor:*:0:0::0:0:Bourne-again Superuser:/root:\n").unwrap();
     let secret = guest.keyinit("c");
-    let reply = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
-    assert_eq!(code_and_message(&reply), ("0", ""));
+    let answer = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
+    assert_eq!(answer, ok());
     let text = std::fs::read_to_string(&master).unwrap();
     let field = shadow::root_hash_field(text.as_bytes()).unwrap();
     assert!(crypt::verify("pw", &text[field]));
     assert!(text.ends_with(
         ":0:0::0:0:Charlie &:/root:/bin/csh\ntoor:*:0:0::0:0:Bourne-again Superuser:/root:\n"
     ));
-}
-
-/// Captures every event at trace level while `body` runs.
-fn captured_log(body: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let sink = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, body);
-    let bytes = buffer.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
 }
 
 #[test]
@@ -355,7 +340,7 @@ fn no_secret_reaches_the_log_even_at_trace_level() {
     let log = captured_log(|| {
         let secret = guest.keyinit("c");
         let ciphertext = encrypt(b"Tr4ce-Secret\n", &secret, KeyDigest::Sha256);
-        assert_eq!(guest.password("c", &ciphertext).code.as_str(), "0");
+        assert_eq!(guest.password("c", &ciphertext), ok());
         let bad = encrypt(b"other\n", "999", KeyDigest::Md5);
         let _ = guest.password("c", &bad);
         secrets.extend([secret, ciphertext, bad, "Tr4ce-Secret".to_owned()]);
@@ -369,8 +354,8 @@ fn no_secret_reaches_the_log_even_at_trace_level() {
 #[test]
 fn freebsd_master_passwd_is_installed_by_pwd_mkdb() {
     for (exit, expected) in [
-        (0, ("0", "")),
-        (1, ("500", "Rebuilding the passwd database failed")),
+        (0, ok()),
+        (1, failed("Rebuilding the passwd database failed")),
     ] {
         let tools = tempfile::tempdir().unwrap();
         let stub = tools.path().join("pwd_mkdb");
@@ -393,8 +378,8 @@ fn freebsd_master_passwd_is_installed_by_pwd_mkdb() {
         std::fs::write(&master, before).unwrap();
 
         let secret = guest.keyinit("c");
-        let reply = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
-        assert_eq!(code_and_message(&reply), expected);
+        let answer = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
+        assert_eq!(answer, expected);
         let text = std::fs::read_to_string(&master).unwrap();
         if exit == 0 {
             let field = shadow::root_hash_field(text.as_bytes()).unwrap();
@@ -408,4 +393,30 @@ fn freebsd_master_passwd_is_installed_by_pwd_mkdb() {
             .collect();
         assert_eq!(leftovers, ["master.passwd"], "no staged copy left");
     }
+}
+
+#[test]
+fn the_plugin_takes_no_config_keys_and_answers_keyinit_with_a_decimal_string() {
+    use nova_agent_plugin_api::testing::{TestAgent, TestHost};
+
+    let refused = TestAgent::new(TestHost::new("/nonexistent"))
+        .with_plugin(crate::init, json!({"scheme": "sha512"}))
+        .err()
+        .unwrap();
+    assert_eq!(
+        refused.message(),
+        "[plugins.password] takes no keys; found 'scheme'"
+    );
+
+    let agent = TestAgent::new(TestHost::new("/nonexistent"))
+        .with_plugin(crate::init, json!({}))
+        .unwrap();
+    let outcome = agent.run("keyinit", "72934389420761065950890858028106");
+    let key = decimal_key(&Ok(outcome.parsed_value().unwrap()));
+    assert!(key > BigUint::from(1u8) && key < dh::prime());
+    let outcome = agent.run("password", "\"kjadfkjaf\"");
+    assert_eq!(
+        outcome.result,
+        Err(CommandError::failed("Couldn't decode base64 data"))
+    );
 }

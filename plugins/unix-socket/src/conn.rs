@@ -19,16 +19,17 @@
 //! non-blocking work only, never while an answer is written, so that shutdown
 //! never waits for a client that reads slowly.
 
-use std::io::{self, Read};
-use std::mem;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice, Read};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
-
-use crate::lock;
 use std::time::{Duration, Instant};
 
-use nova_agent_plugin_api::Request;
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, MsgFlags, UnixAddr};
+use nova_agent_plugin_api::Incoming;
+use nova_agent_support::sync::lock;
 use tracing::debug;
 
 use crate::lines::{Line, LineReader, MAX_LINE};
@@ -63,7 +64,7 @@ struct State {
 
 /// What a turn of reading found.
 pub(crate) enum Turn {
-    Request(Request),
+    Request(Incoming),
     /// A request is handed out already (never happens: the descriptor is
     /// disarmed meanwhile); leave the connection alone.
     Busy,
@@ -101,8 +102,8 @@ impl Conn {
         }
     }
 
-    pub(crate) fn fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
     }
 
     /// Reads until a request line is complete or the socket has nothing more
@@ -139,18 +140,20 @@ impl Conn {
         state.pending = Some(state.seq);
         let id = format!("{}/{}", self.number, state.seq);
         Turn::Request(match body {
-            Some(line) => Request::new(id, line),
+            Some(line) => Incoming::request(id, line),
             None => {
                 debug!("request {id} is longer than {MAX_LINE} bytes");
-                Request::unreadable(id, TOO_LONG)
+                Incoming::unreadable(id, TOO_LONG)
             }
         })
     }
 
     /// Writes the answer to request `seq` and its newline, if that is the
     /// request this connection awaits; waits at most `WRITE_TIMEOUT` for a
-    /// client that does not read. The request stays pending until the write
-    /// is over, so that a shutdown meanwhile leaves the connection open.
+    /// client that does not read. An empty answer sends nothing (not even the
+    /// newline) and lets the connection go on to its next line. The request
+    /// stays pending until the write is over, so that a shutdown meanwhile
+    /// leaves the connection open.
     pub(crate) fn respond(&self, seq: u64, response: &[u8]) -> After {
         {
             let mut state = lock(&self.state);
@@ -161,7 +164,10 @@ impl Conn {
         }
         // Unlocked: nobody else touches the socket meanwhile (the descriptor
         // is disarmed, and a second answer finds `writing`).
-        let result = send_line(self.fd(), response, WRITE_TIMEOUT);
+        let result = match response {
+            [] => Ok(()),
+            _ => send_line(self.fd(), response, WRITE_TIMEOUT),
+        };
         let mut state = lock(&self.state);
         state.writing = false;
         state.pending = None;
@@ -189,8 +195,7 @@ impl Conn {
     /// read sees the end of the stream, a write in progress fails. The
     /// descriptor itself closes when the last reference goes.
     pub(crate) fn shut(&self) {
-        // SAFETY: plain call on a descriptor this connection owns.
-        unsafe { libc::shutdown(self.fd(), libc::SHUT_RDWR) };
+        let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 
@@ -214,48 +219,29 @@ impl Read for Budget<'_> {
 /// Writes `body` and a newline with one `sendmsg` (more only if the kernel
 /// takes part of it), without SIGPIPE. The socket is non-blocking: when it is
 /// full, waits for room, at most `timeout` in all (then `TimedOut`).
-fn send_line(fd: RawFd, body: &[u8], timeout: Duration) -> io::Result<()> {
+fn send_line(fd: BorrowedFd<'_>, body: &[u8], timeout: Duration) -> io::Result<()> {
     const NEWLINE: &[u8] = b"\n";
     let mut sent = 0;
     let mut deadline = None;
     while sent <= body.len() {
         let rest = &body[sent..];
-        let mut iov = [
-            libc::iovec {
-                iov_base: rest.as_ptr() as *mut libc::c_void,
-                iov_len: rest.len(),
-            },
-            libc::iovec {
-                iov_base: NEWLINE.as_ptr() as *mut libc::c_void,
-                iov_len: 1,
-            },
-        ];
-        let parts: &mut [libc::iovec] = if rest.is_empty() {
-            &mut iov[1..]
+        let both = [IoSlice::new(rest), IoSlice::new(NEWLINE)];
+        let parts = if rest.is_empty() {
+            &both[1..]
         } else {
-            &mut iov[..]
+            &both[..]
         };
-        // SAFETY: msghdr is plain data; all zeroes is a valid value.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_iov = parts.as_mut_ptr();
-        msg.msg_iovlen = parts.len() as _;
-        // SAFETY: `msg` points at iovecs over live buffers; sendmsg only reads.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            sent += n as usize;
-            continue;
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => {}
-            io::ErrorKind::WouldBlock => {
+        match sendmsg::<UnixAddr>(fd.as_raw_fd(), parts, &[], MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(n) => sent += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
                 let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() || !poller::wait_writable(fd, left)? {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
             }
-            _ => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -287,14 +273,14 @@ mod tests {
                 .unwrap();
             (line, client)
         });
-        send_line(server.as_raw_fd(), &body, Duration::from_secs(10)).unwrap();
+        send_line(server.as_fd(), &body, Duration::from_secs(10)).unwrap();
         let (line, client) = reading.join().unwrap();
         assert_eq!(line.len(), body.len() + 1);
         assert!(line.ends_with(b"x\n"));
 
         // Now the client reads nothing.
         let started = Instant::now();
-        let e = send_line(server.as_raw_fd(), &body, Duration::from_millis(100)).unwrap_err();
+        let e = send_line(server.as_fd(), &body, Duration::from_millis(100)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= Duration::from_millis(100));
         drop(client);

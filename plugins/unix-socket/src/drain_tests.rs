@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nova_agent_plugin_api::abi_stable::std_types::RResult;
-use nova_agent_plugin_api::Exchange;
+use nova_agent_plugin_api::{Exchange, Input};
 
 use crate::tests::{exchange, reversed, send_and_take, serve, start_exchange, Client, TIMEOUT};
 
@@ -41,7 +40,7 @@ fn an_answer_owed_at_shutdown_is_delivered_then_the_connection_closes() {
     // Two lines read together: the first is handed out, the second waits in
     // the connection's buffer.
     let (mut client, request) = send_and_take(&exchange, &path, b"first\nsecond\n");
-    let RResult::ROk(body) = &request.body else {
+    let Input::Request(body) = &request.input else {
         panic!("unreadable")
     };
     assert_eq!(body.as_slice(), b"first");
@@ -49,16 +48,16 @@ fn an_answer_owed_at_shutdown_is_delivered_then_the_connection_closes() {
     exchange.shutdown();
     assert!(!path.exists(), "socket file left behind");
     // The buffered line is never handed out, nor is anything sent later.
-    assert!(exchange.next_request().unwrap().is_none());
+    assert!(exchange.next().unwrap().is_none());
     client.send(b"third\n");
     assert_open_and_silent(&mut client);
 
-    exchange.put_response(&request.id, b"answer").unwrap();
+    exchange.respond(&request.id, b"answer").unwrap();
     assert_eq!(client.recv(), "answer");
     client.assert_closed();
     // The connection is gone: a second answer goes nowhere, harmlessly.
-    exchange.put_response(&request.id, b"again").unwrap();
-    assert!(exchange.next_request().unwrap().is_none());
+    exchange.respond(&request.id, b"again").unwrap();
+    assert!(exchange.next().unwrap().is_none());
 }
 
 #[test]
@@ -104,7 +103,7 @@ fn a_new_server_serves_the_path_while_the_old_one_drains() {
     old.shutdown();
     // Nothing left at the path for the new build to check or to refuse.
     assert!(!path.exists(), "socket file left behind");
-    assert!(old.next_request().unwrap().is_none());
+    assert!(old.next().unwrap().is_none());
 
     let new = exchange(&path);
     new.start().unwrap();
@@ -115,8 +114,7 @@ fn a_new_server_serves_the_path_while_the_old_one_drains() {
     assert_open_and_silent(&mut waiting);
 
     // The old build's worker answers last; its client still gets it.
-    old.put_response(&request.id, b"from the old build")
-        .unwrap();
+    old.respond(&request.id, b"from the old build").unwrap();
     assert_eq!(waiting.recv(), "from the old build");
     waiting.assert_closed();
 
@@ -138,8 +136,8 @@ fn shutdown_during_a_long_answer_neither_waits_for_it_nor_cuts_it() {
     // Several times the socket's buffer, and the client reads nothing yet:
     // the answer is stuck half written.
     let answering = {
-        let (exchange, id) = (Arc::clone(&exchange), request.id.to_string());
-        thread::spawn(move || exchange.put_response(&id, &vec![b'x'; 4 << 20]).unwrap())
+        let (exchange, id) = (Arc::clone(&exchange), request.id.clone());
+        thread::spawn(move || exchange.respond(&id, &vec![b'x'; 4 << 20]).unwrap())
     };
     thread::sleep(Duration::from_millis(200));
     assert!(
@@ -180,9 +178,9 @@ fn a_shutdown_amid_traffic_loses_no_answer() {
             let (exchange, shutting) = (Arc::clone(&exchange), Arc::clone(&shutting));
             thread::spawn(move || {
                 let (mut answered, mut owed) = (0, 0);
-                while let Some(request) = exchange.next_request().unwrap() {
+                while let Some(request) = exchange.next().unwrap() {
                     let taken_before = !shutting.load(Ordering::SeqCst);
-                    let RResult::ROk(body) = &request.body else {
+                    let Input::Request(body) = &request.input else {
                         panic!("unreadable")
                     };
                     let response: Vec<u8> = body.iter().rev().copied().collect();
@@ -190,7 +188,7 @@ fn a_shutdown_amid_traffic_loses_no_answer() {
                     if taken_before && shutting.load(Ordering::SeqCst) {
                         owed += 1;
                     }
-                    exchange.put_response(&request.id, &response).unwrap();
+                    exchange.respond(&request.id, &response).unwrap();
                     answered += 1;
                 }
                 (answered, owed)

@@ -15,18 +15,23 @@
 //! no authentication beyond the socket's mode and ownership, and it never logs
 //! request or response bytes (they carry passwords and keys).
 //!
-//! It starts no thread of its own: the agent's workers, blocked in
-//! `next_request`, wait on the sockets themselves (one epoll instance), so the
-//! thread that reads a request is the one that processes and answers it.
+//! It starts no thread of its own: the agent's workers, blocked in `next`,
+//! wait on the sockets themselves (one epoll instance), so the thread that
+//! reads a request is the one that processes and answers it. Each line is
+//! one [`Incoming`] (a line over 1 MiB is handed out as unreadable), and
+//! `respond` writes its answer and a newline; an empty answer sends nothing.
+//!
+//! It holds no `unsafe` code: the system calls go through nix's safe
+//! wrappers (epoll, eventfd, poll, the socket calls) and std.
 //!
 //! Layout: this file holds the config and the [`Exchange`] object; `server`
-//! the epoll loop that `next_request` runs (accepting, reading, re-arming)
-//! and `put_response`/`shutdown`; `conn` one connection's state, reading a
-//! request and writing an answer; `poller` the epoll, eventfd and poll(2)
-//! wrappers; `lines` the bounded, resumable line splitter; `socket` the
-//! careful opening of the socket file; `metadata` the metadata directory;
-//! `tests` the end-to-end tests of the exchange, `drain_tests` those of its
-//! shutdown with requests in flight.
+//! the epoll loop that `next` runs (accepting, reading, re-arming) and
+//! `respond`/`shutdown`; `conn` one connection's state, reading a request
+//! and writing an answer; `poller` the epoll, eventfd and poll(2) calls;
+//! `lines` the bounded, resumable line splitter; `socket` the careful
+//! opening of the socket file; `metadata` the metadata directory; `tests`
+//! the end-to-end tests of the exchange, `drain_tests` those of its shutdown
+//! with requests in flight.
 //!
 //! ```toml
 //! [plugins.unix-socket]
@@ -34,10 +39,14 @@
 //! metadata_dir = "/var/lib/nova-agent/metadata"  # optional
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
-use nova_agent_plugin_api::{export_plugin, Exchange, Host, PluginError, Provides, Request};
+use nova_agent_plugin_api::{export_plugin, Exchange, Host, Incoming, PluginError, Provides};
+use nova_agent_support::config;
 use serde::Deserialize;
+use serde_json::Value;
 
 mod conn;
 mod lines;
@@ -51,14 +60,11 @@ mod drain_tests;
 #[cfg(test)]
 mod tests;
 
-/// Locks `mutex`, taking the data over from a thread that panicked holding it
-/// (every critical section leaves the data consistent).
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The socket's path when the config names none.
 pub const DEFAULT_PATH: &str = "/run/nova-agent/agent.sock";
+
+/// The plugin's name, as its config table is named.
+const PLUGIN: &str = "unix-socket";
 
 /// The plugin's `[plugins.unix-socket]` table, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,32 +91,27 @@ fn default_path() -> String {
 }
 
 impl Config {
-    /// Parses the table's JSON (`{}` or `""` when the config has none). Touches
-    /// nothing on disk.
-    pub(crate) fn parse(config_json: &str) -> Result<Config, PluginError> {
-        let json = match config_json.trim() {
-            "" => "{}",
-            json => json,
-        };
-        let raw: RawConfig = serde_json::from_str(json).map_err(|e| {
-            PluginError::failed(format!("[plugins.unix-socket]: {}", without_position(&e)))
-        })?;
+    /// Checks the `[plugins.unix-socket]` table. Touches nothing on disk.
+    pub(crate) fn parse(table: Value) -> Result<Config, PluginError> {
+        let raw: RawConfig = config::parse_table(PLUGIN, table)?;
 
         let path = PathBuf::from(raw.path);
         check_absolute(&path, "path")?;
         if path.file_name().is_none() || path.as_os_str().as_encoded_bytes().ends_with(b"/") {
-            return Err(PluginError::failed(format!(
-                "[plugins.unix-socket] path must name a file, not a directory: {}",
-                path.display()
-            )));
+            return Err(key_error(
+                "path",
+                &format!("must name a file, not a directory: {}", path.display()),
+            ));
         }
         let len = path.as_os_str().len();
         if len > socket::MAX_PATH_LEN {
-            return Err(PluginError::failed(format!(
-                "[plugins.unix-socket] path is too long for a unix socket \
-                 ({len} bytes, at most {})",
-                socket::MAX_PATH_LEN
-            )));
+            return Err(key_error(
+                "path",
+                &format!(
+                    "is too long for a unix socket ({len} bytes, at most {})",
+                    socket::MAX_PATH_LEN
+                ),
+            ));
         }
 
         let metadata_dir = raw.metadata_dir.map(PathBuf::from);
@@ -125,32 +126,22 @@ fn check_absolute(path: &Path, key: &str) -> Result<(), PluginError> {
     if path.is_absolute() {
         Ok(())
     } else {
-        Err(PluginError::failed(format!(
-            "[plugins.unix-socket] {key} must be an absolute path"
-        )))
+        Err(key_error(key, "must be an absolute path"))
     }
 }
 
-/// serde_json's message without its " at line 1 column 6" (the JSON is the
-/// agent's rendering of a TOML table, so its positions mean nothing to people).
-fn without_position(e: &serde_json::Error) -> String {
-    let message = e.to_string();
-    if e.line() == 0 {
-        return message;
-    }
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message,
-    }
+/// `[plugins.unix-socket] <key>: <problem>`, the one format of a config error.
+fn key_error(key: &str, problem: &str) -> PluginError {
+    config::table_error(PLUGIN, &format!("{key}: {problem}"))
 }
 
 /// The exchange `unix-socket`.
 ///
-/// `start` opens the socket; each `next_request` then serves the sockets until
-/// one yields a complete line, and `put_response` writes the answer straight
-/// to its connection and lets that connection be read again. `shutdown` frees
-/// the path at once but still lets `put_response` deliver the answers to
-/// requests already handed out, so that a hot swap loses no answer.
+/// `start` opens the socket; each `next` then serves the sockets until one
+/// yields a complete line, and `respond` writes the answer straight to its
+/// connection and lets that connection be read again. `shutdown` frees the
+/// path at once but still lets `respond` deliver the answers to requests
+/// already handed out, so that a hot swap loses no answer.
 pub struct UnixSocketExchange {
     server: server::Server,
     metadata: metadata::Metadata,
@@ -171,12 +162,12 @@ impl Exchange for UnixSocketExchange {
         self.server.start().map_err(PluginError::failed)
     }
 
-    fn next_request(&self) -> Result<Option<Request>, PluginError> {
-        self.server.next_request().map_err(PluginError::failed)
+    fn next(&self) -> Result<Option<Incoming>, PluginError> {
+        self.server.next().map_err(PluginError::failed)
     }
 
-    fn put_response(&self, id: &str, response: &[u8]) -> Result<(), PluginError> {
-        self.server.put_response(id, response);
+    fn respond(&self, id: &str, response: &[u8]) -> Result<(), PluginError> {
+        self.server.respond(id, response);
         Ok(())
     }
 
@@ -197,41 +188,38 @@ impl Exchange for UnixSocketExchange {
     }
 }
 
-fn init(_host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    let config = Config::parse(config_json)?;
+fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
+    let config = Config::parse(config)?;
     Ok(Provides::new().exchange("unix-socket", UnixSocketExchange::new(config)))
 }
 
 export_plugin! {
     name: "unix-socket",
     description: "local requests over a unix socket, one JSON line each",
-    exchanges: ["unix-socket"],
-    parsers: [],
-    commands: [],
     init: init,
 }
 
 #[cfg(test)]
 mod config_tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn error(json: &str) -> String {
-        Config::parse(json).unwrap_err().message().to_owned()
+    fn error(table: Value) -> String {
+        Config::parse(table).unwrap_err().message().to_owned()
     }
 
     #[test]
     fn defaults() {
-        for json in ["{}", "", "  { }\n"] {
-            let config = Config::parse(json).unwrap();
-            assert_eq!(config.path, PathBuf::from("/run/nova-agent/agent.sock"));
-            assert_eq!(config.metadata_dir, None);
-        }
+        let config = Config::parse(json!({})).unwrap();
+        assert_eq!(config.path, PathBuf::from("/run/nova-agent/agent.sock"));
+        assert_eq!(config.metadata_dir, None);
     }
 
     #[test]
     fn both_keys() {
         let config =
-            Config::parse(r#"{"path": "/tmp/x/a.sock", "metadata_dir": "/var/lib/m"}"#).unwrap();
+            Config::parse(json!({"path": "/tmp/x/a.sock", "metadata_dir": "/var/lib/m"})).unwrap();
         assert_eq!(config.path, PathBuf::from("/tmp/x/a.sock"));
         assert_eq!(config.metadata_dir, Some(PathBuf::from("/var/lib/m")));
     }
@@ -239,16 +227,16 @@ mod config_tests {
     #[test]
     fn unknown_key_is_named() {
         assert_eq!(
-            error(r#"{"pth": "/run/a.sock"}"#),
-            "[plugins.unix-socket]: unknown field `pth`, expected `path` or `metadata_dir`"
+            error(json!({"pth": "/run/a.sock"})),
+            "[plugins.unix-socket] pth: unknown field `pth`, expected `path` or `metadata_dir`"
         );
     }
 
     #[test]
     fn wrong_type_is_refused() {
-        let message = error(r#"{"path": 5}"#);
+        let message = error(json!({"path": 5}));
         assert!(
-            message.starts_with("[plugins.unix-socket]: invalid type"),
+            message.starts_with("[plugins.unix-socket] path: invalid type"),
             "{message}"
         );
         assert!(!message.contains("line"), "{message}");
@@ -257,27 +245,33 @@ mod config_tests {
     #[test]
     fn relative_paths_are_refused() {
         assert_eq!(
-            error(r#"{"path": "agent.sock"}"#),
-            "[plugins.unix-socket] path must be an absolute path"
+            error(json!({"path": "agent.sock"})),
+            "[plugins.unix-socket] path: must be an absolute path"
         );
         assert_eq!(
-            error(r#"{"path": ""}"#),
-            "[plugins.unix-socket] path must be an absolute path"
+            error(json!({"path": ""})),
+            "[plugins.unix-socket] path: must be an absolute path"
         );
         assert_eq!(
-            error(r#"{"metadata_dir": "meta"}"#),
-            "[plugins.unix-socket] metadata_dir must be an absolute path"
+            error(json!({"metadata_dir": "meta"})),
+            "[plugins.unix-socket] metadata_dir: must be an absolute path"
         );
     }
 
     #[test]
     fn directory_and_overlong_paths_are_refused() {
-        assert!(error(r#"{"path": "/"}"#).contains("must name a file"));
-        assert!(error(r#"{"path": "/run/nova-agent/"}"#).contains("must name a file"));
-        let long = format!(r#"{{"path": "/{}"}}"#, "a".repeat(200));
-        assert!(error(&long).contains("too long for a unix socket"));
-        let fits = format!(r#"{{"path": "/{}"}}"#, "a".repeat(socket::MAX_PATH_LEN - 1));
-        assert!(Config::parse(&fits).is_ok());
+        assert_eq!(
+            error(json!({"path": "/"})),
+            "[plugins.unix-socket] path: must name a file, not a directory: /"
+        );
+        assert!(error(json!({"path": "/run/nova-agent/"})).contains("must name a file"));
+        let long = format!("/{}", "a".repeat(200));
+        assert_eq!(
+            error(json!({ "path": long })),
+            "[plugins.unix-socket] path: is too long for a unix socket (201 bytes, at most 107)"
+        );
+        let fits = format!("/{}", "a".repeat(socket::MAX_PATH_LEN - 1));
+        assert!(Config::parse(json!({ "path": fits })).is_ok());
     }
 
     #[test]
@@ -286,10 +280,12 @@ mod config_tests {
         // may neither create directories nor bind.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing/agent.sock");
-        let json = serde_json::json!({ "path": path }).to_string();
-        let exchange = UnixSocketExchange::new(Config::parse(&json).unwrap());
+        let host = nova_agent_plugin_api::testing::TestHost::new("/");
+        let agent = nova_agent_plugin_api::testing::TestAgent::new(host)
+            .with_plugin(init, json!({ "path": path }))
+            .unwrap();
         assert!(!dir.path().join("missing").exists());
-        drop(exchange);
+        drop(agent);
         assert!(!dir.path().join("missing").exists());
     }
 }

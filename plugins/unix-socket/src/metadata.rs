@@ -77,8 +77,10 @@ impl Metadata {
 /// Missing, or not the kind of file asked for (a directory read as a value, a
 /// value listed as a directory, a value used as a directory on the way).
 fn is_missing(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound
-        || matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::ENOTDIR))
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory
+    )
 }
 
 /// A key is a relative, slash-separated path whose every component is a plain

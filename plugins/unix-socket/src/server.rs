@@ -6,12 +6,12 @@
 //! One epoll instance per exchange holds the listening socket and every
 //! connection, all non-blocking and registered with EPOLLIN | EPOLLONESHOT,
 //! plus a level-triggered eventfd that shutdown signals. A worker blocked in
-//! `next_request` waits for one event at a time:
+//! `next` waits for one event at a time:
 //!
 //! - the listener: accept every pending connection (closing those beyond
 //!   `MAX_CONNECTIONS`), register them, re-arm the listener;
 //! - a connection: read what it holds; a complete line is handed out as the
-//!   request, and the connection stays disarmed (busy) until `put_response`
+//!   request, and the connection stays disarmed (busy) until `respond`
 //!   has written the answer; with no complete line yet, re-arm it and wait on;
 //! - the eventfd: the exchange is shutting down, answer `None`.
 //!
@@ -23,20 +23,23 @@
 //! Pipelined lines. One `recv` takes whatever the socket holds, so the
 //! connection's buffer (`lines::LineReader`) may already hold its next lines
 //! when an answer goes out. Re-arming for readability alone would then wait
-//! for bytes the client has already sent. So `put_response` re-arms such a
+//! for bytes the client has already sent. So `respond` re-arms such a
 //! connection for EPOLLOUT too: a socket whose client reads its answers is
 //! writable, the event fires at once, and a waiting worker (maybe this same
-//! one, back in `next_request`) takes the buffered line. A client that reads
+//! one, back in `next`) takes the buffered line. A client that reads
 //! no answers at all waits with its buffered lines until it does (or sends
 //! more), which is fair back-pressure. The alternative, peeking (MSG_PEEK) to
 //! read exactly one line and leave the rest in the kernel, would cost a second
 //! `recv` for every request.
 //!
 //! Answers are written with one `sendmsg` (body and newline) on the
-//! non-blocking socket; when it is full, `put_response` waits for room at most
+//! non-blocking socket; when it is full, `respond` waits for room at most
 //! `WRITE_TIMEOUT` in all, then closes the connection: a client that never
 //! reads cannot hold an agent thread for good. A turn of reading is bounded
-//! too, so one client streaming an endless line cannot either.
+//! too, so one client streaming an endless line cannot either. An empty
+//! answer (the parser had nothing to say) sends nothing, not even a newline,
+//! and the connection goes on to its next line as after any answer, so the
+//! answers that do go out keep their order.
 //!
 //! Shutdown drains: the agent swaps in a new build of the plugin while
 //! running (shut the old exchange down, let its workers answer what they
@@ -44,7 +47,7 @@
 //! client its answer. So shutdown stops accepting, removes the socket file at
 //! once (the path is free for the new build), and reads no further line from
 //! any connection; an idle connection is closed there and then, but one whose
-//! request was handed out stays open until `put_response` writes that answer
+//! request was handed out stays open until `respond` writes that answer
 //! (within `WRITE_TIMEOUT`, as always), and closes after it. Its client gets
 //! the answer, then the end of the stream, and reconnects to the new build.
 //! Lines read but not yet handed out are dropped: their client sees the end
@@ -54,20 +57,21 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use nova_agent_plugin_api::Request;
+use nix::sys::epoll::EpollFlags;
+use nix::sys::socket::{accept4, SockFlag};
+use nova_agent_plugin_api::Incoming;
+use nova_agent_support::sync::lock;
 use tracing::{debug, info, warn};
 
 use crate::conn::{After, Conn, Turn};
-use crate::lock;
 use crate::poller::{Poller, READ_ONCE, READ_OR_WRITE_ONCE, WAKE};
 use crate::socket;
 
@@ -99,7 +103,7 @@ enum Life {
     Idle,
     /// Device and inode of our socket file.
     Running((u64, u64)),
-    /// Shut down for good: `next_request` answers `None` from now on.
+    /// Shut down for good: `next` answers `None` from now on.
     Stopped,
 }
 
@@ -160,7 +164,7 @@ impl Server {
         let listener = bound.listener;
         let registered = listener
             .set_nonblocking(true)
-            .and_then(|()| poller.add(listener.as_raw_fd(), LISTENER, READ_ONCE));
+            .and_then(|()| poller.add(&listener, LISTENER, READ_ONCE));
         if let Err(e) = registered {
             drop(listener);
             remove_if_ours(path, bound.id);
@@ -174,7 +178,7 @@ impl Server {
 
     /// Serves the sockets until one of them yields a request; `None` once shut
     /// down. Called by several threads at once.
-    pub(crate) fn next_request(&self) -> Result<Option<Request>, String> {
+    pub(crate) fn next(&self) -> Result<Option<Incoming>, String> {
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return Ok(None);
@@ -211,7 +215,7 @@ impl Server {
     /// Writes the answer to request `id`'s connection and lets the connection
     /// be read again (or, once shut down, closes it). A request whose client
     /// is gone (or an id that was never ours) is not an error.
-    pub(crate) fn put_response(&self, id: &str, response: &[u8]) {
+    pub(crate) fn respond(&self, id: &str, response: &[u8]) {
         let Some((number, seq)) = parse_id(id) else {
             debug!("response for unknown request id {id:?} ignored");
             return;
@@ -240,9 +244,9 @@ impl Server {
         }
     }
 
-    /// Wakes every `next_request`, stops accepting, removes the socket file if
+    /// Wakes every `next`, stops accepting, removes the socket file if
     /// it is still ours, and closes every connection but those owing an answer
-    /// to a request handed out, which `put_response` closes once it wrote it.
+    /// to a request handed out, which `respond` closes once it wrote it.
     /// Idempotent; returns at once (it waits for no thread: a connection's
     /// state lock is never held while writing).
     pub(crate) fn shutdown(&self) {
@@ -258,7 +262,7 @@ impl Server {
         let poller = self.poller.get();
         if let Some(listener) = lock(&self.listener).take() {
             if let Some(poller) = poller {
-                let _ = poller.delete(listener.as_raw_fd());
+                let _ = poller.delete(&listener);
             }
         }
         let conns: Vec<Arc<Conn>> = {
@@ -269,7 +273,7 @@ impl Server {
         let mut draining = 0;
         for conn in conns {
             // Stopped, a connection is read no more. One owing an answer stays
-            // in the map, disarmed, for `put_response` to find, answer and
+            // in the map, disarmed, for `respond` to find, answer and
             // close. Any other is closed now; a worker still finishing a turn
             // of reading it finds it gone or stopped, and the descriptor
             // closes with the last reference.
@@ -291,7 +295,7 @@ impl Server {
     }
 
     /// A connection's event: read it, and hand out its request if complete.
-    fn read(&self, poller: &Poller, number: u64) -> Option<Request> {
+    fn read(&self, poller: &Poller, number: u64) -> Option<Incoming> {
         // Gone: closed meanwhile (by shutdown); its event is stale.
         let conn = lock(&self.conns).map.get(&number).cloned()?;
         match conn.read_request() {
@@ -308,7 +312,7 @@ impl Server {
         }
     }
 
-    fn rearm(&self, poller: &Poller, conn: &Conn, events: u32) {
+    fn rearm(&self, poller: &Poller, conn: &Conn, events: EpollFlags) {
         if let Err(e) = poller.modify(conn.fd(), conn.number, events) {
             // Removed by a shutdown meanwhile, or the kernel is out of memory.
             debug!("connection {}: cannot wait for it: {e}", conn.number);
@@ -364,7 +368,7 @@ impl Server {
             slot = lock(&self.listener);
         }
         if let Some(listener) = slot.as_ref() {
-            if let Err(e) = poller.modify(listener.as_raw_fd(), LISTENER, READ_ONCE) {
+            if let Err(e) = poller.modify(listener, LISTENER, READ_ONCE) {
                 warn!(
                     "cannot wait for connections on {}: {e}; no longer accepting",
                     self.path.display()
@@ -418,20 +422,10 @@ impl Drop for Server {
 
 /// One pending connection, non-blocking.
 fn accept(listener: &UnixListener) -> io::Result<OwnedFd> {
-    // SAFETY: plain call; null address pointers ask for no peer address.
-    let fd = unsafe {
-        libc::accept4(
-            listener.as_raw_fd(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just accepted and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(accept4(
+        listener,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+    )?)
 }
 
 fn remove_if_ours(path: &Path, id: (u64, u64)) {
@@ -469,12 +463,12 @@ mod tests {
     }
 
     #[test]
-    fn next_request_before_start_is_an_error_and_after_shutdown_none() {
+    fn next_before_start_is_an_error_and_after_shutdown_none() {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::new(dir.path().join("a.sock"));
-        assert!(server.next_request().is_err());
+        assert!(server.next().is_err());
         server.shutdown();
-        assert_eq!(server.next_request().map(|r| r.is_none()), Ok(true));
+        assert_eq!(server.next().map(|r| r.is_none()), Ok(true));
         assert!(server.start().is_err());
     }
 }

@@ -9,12 +9,17 @@
 use std::fs;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
 
 /// The longest socket path `sun_path` holds (108 bytes with the final NUL).
 pub(crate) const MAX_PATH_LEN: usize = 107;
@@ -110,74 +115,43 @@ enum Probe {
 /// Connects without blocking: a live server whose backlog is full must not
 /// hang `start`.
 fn probe(path: &Path) -> Probe {
-    let result = unix_socket(libc::SOCK_NONBLOCK).and_then(|fd| {
-        let (addr, len) = sockaddr(path)?;
+    let result = unix_socket(SockFlag::SOCK_NONBLOCK).and_then(|fd| {
+        let addr = sockaddr(path)?;
         loop {
-            // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
-            let r = unsafe {
-                libc::connect(
-                    fd.as_raw_fd(),
-                    (&addr as *const libc::sockaddr_un).cast(),
-                    len,
-                )
-            };
-            if r == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
+            match connect(fd.as_raw_fd(), &addr) {
+                Err(Errno::EINTR) => {}
+                result => return Ok(result),
             }
         }
     });
     match result {
-        Ok(()) => Probe::Listening,
-        Err(e) => match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => Probe::Listening,
-            Some(libc::ECONNREFUSED) => Probe::Stale,
-            Some(libc::ENOENT) => Probe::Gone,
-            _ => Probe::Failed(e),
-        },
+        Ok(Ok(())) | Ok(Err(Errno::EAGAIN | Errno::EINPROGRESS)) => Probe::Listening,
+        Ok(Err(Errno::ECONNREFUSED)) => Probe::Stale,
+        Ok(Err(Errno::ENOENT)) => Probe::Gone,
+        Ok(Err(e)) => Probe::Failed(e.into()),
+        Err(e) => Probe::Failed(e),
     }
 }
 
 /// Binds `temp`, makes it 0600 before anyone can connect (a bound socket that
 /// does not listen refuses connections), then listens.
 fn bind_private(temp: &Path) -> io::Result<(OwnedFd, Temp)> {
-    let fd = unix_socket(0)?;
-    let (addr, len) = sockaddr(temp)?;
-    let bind = || {
-        // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                len,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
-    if let Err(e) = bind() {
+    let fd = unix_socket(SockFlag::empty())?;
+    let addr = sockaddr(temp)?;
+    if let Err(e) = bind(fd.as_raw_fd(), &addr) {
         // A leftover of an agent that crashed with the same pid: ours to take,
         // but only if it is a socket.
         let leftover = fs::symlink_metadata(temp).is_ok_and(|m| m.file_type().is_socket());
-        if e.raw_os_error() != Some(libc::EADDRINUSE) || !leftover {
-            return Err(e);
+        if e != Errno::EADDRINUSE || !leftover {
+            return Err(e.into());
         }
         fs::remove_file(temp)?;
-        bind()?;
+        bind(fd.as_raw_fd(), &addr)?;
     }
     // From here on the file is ours: removed again on any failure.
     let guard = Temp(temp.to_path_buf());
     fs::set_permissions(temp, fs::Permissions::from_mode(0o600))?;
-    // SAFETY: plain call on a socket we own.
-    if unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    listen(&fd, Backlog::MAXCONN)?;
     Ok((fd, guard))
 }
 
@@ -205,41 +179,28 @@ fn temp_name(dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn unix_socket(flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain call; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | flags,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn unix_socket(flags: SockFlag) -> io::Result<OwnedFd> {
+    Ok(socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | flags,
+        None,
+    )?)
 }
 
-fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+fn sockaddr(path: &Path) -> io::Result<UnixAddr> {
     let bytes = path.as_os_str().as_bytes();
-    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "path is too long for a unix socket ({} bytes, at most {MAX_PATH_LEN})",
-                bytes.len()
-            ),
-        ));
-    }
-    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((addr, len as libc::socklen_t))
+    let problem = if bytes.contains(&0) {
+        "path contains a NUL byte".to_owned()
+    } else if bytes.len() > MAX_PATH_LEN {
+        format!(
+            "path is too long for a unix socket ({} bytes, at most {MAX_PATH_LEN})",
+            bytes.len()
+        )
+    } else {
+        return Ok(UnixAddr::new(path)?);
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidInput, problem))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! End-to-end tests of the exchange object, without the agent: a real socket
 //! in a temporary directory, clients on std's `UnixStream`, and a fake parser
-//! thread calling `next_request` / `put_response`.
+//! thread calling `next` / `respond`.
 
 use std::collections::HashSet;
 use std::fs;
@@ -13,8 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use nova_agent_plugin_api::abi_stable::std_types::RResult;
-use nova_agent_plugin_api::{Exchange, Request};
+use nova_agent_plugin_api::{Exchange, Incoming, Input};
 
 use crate::conn::TOO_LONG;
 use crate::lines::MAX_LINE;
@@ -47,17 +46,18 @@ pub(crate) fn start_exchange() -> (tempfile::TempDir, PathBuf, Arc<UnixSocketExc
 
 /// A fake agent thread with a fake parser: a request is answered with its
 /// bytes reversed, an unreadable one with "error: <reason>". Returns how many
-/// it answered once `next_request` says the exchange is shut down.
+/// it answered once `next` says the exchange is shut down.
 pub(crate) fn serve(exchange: &Arc<UnixSocketExchange>) -> JoinHandle<usize> {
     let exchange = Arc::clone(exchange);
     thread::spawn(move || {
         let mut answered = 0;
-        while let Some(request) = exchange.next_request().unwrap() {
-            let response = match &request.body {
-                RResult::ROk(body) => body.iter().rev().copied().collect::<Vec<u8>>(),
-                RResult::RErr(reason) => format!("error: {reason}").into_bytes(),
+        while let Some(request) = exchange.next().unwrap() {
+            let response = match &request.input {
+                Input::Request(body) => body.iter().rev().copied().collect::<Vec<u8>>(),
+                Input::Unreadable(reason) => format!("error: {reason}").into_bytes(),
+                other => panic!("not a line: {other:?}"),
             };
-            exchange.put_response(&request.id, &response).unwrap();
+            exchange.respond(&request.id, &response).unwrap();
             answered += 1;
         }
         answered
@@ -112,10 +112,10 @@ pub(crate) fn send_and_take(
     exchange: &UnixSocketExchange,
     path: &Path,
     bytes: &[u8],
-) -> (Client, Request) {
+) -> (Client, Incoming) {
     let mut client = Client::connect(path);
     client.send(bytes);
-    (client, exchange.next_request().unwrap().unwrap())
+    (client, exchange.next().unwrap().unwrap())
 }
 
 #[test]
@@ -170,15 +170,15 @@ fn answers_in_order_on_each_connection() {
 fn one_request_wakes_exactly_one_of_four_blocked_threads() {
     let (_dir, path, exchange) = start_exchange();
 
-    // Four threads blocked in next_request, as the agent's workers are; each
+    // Four threads blocked in next, as the agent's workers are; each
     // reports what it got, then stops.
     let (tx, rx) = mpsc::channel();
     let waiters: Vec<_> = (0..4)
         .map(|_| {
             let (exchange, tx) = (Arc::clone(&exchange), tx.clone());
             thread::spawn(move || {
-                let got = exchange.next_request().unwrap();
-                tx.send(got.map(|request| request.id.to_string())).unwrap();
+                let got = exchange.next().unwrap();
+                tx.send(got.map(|request| request.id)).unwrap();
             })
         })
         .collect();
@@ -189,7 +189,7 @@ fn one_request_wakes_exactly_one_of_four_blocked_threads() {
     let id = rx.recv_timeout(TIMEOUT).unwrap().expect("a request");
     // Nobody else got anything: neither the same request nor a stray None.
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
-    exchange.put_response(&id, b"pong").unwrap();
+    exchange.respond(&id, b"pong").unwrap();
     assert_eq!(client.recv(), "pong");
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
 
@@ -214,12 +214,12 @@ fn pipelined_requests_are_answered_in_order_by_different_threads() {
     for expected in ["a", "b", "c"] {
         let exchange = Arc::clone(&exchange);
         let answering = thread::spawn(move || {
-            let request = exchange.next_request().unwrap().unwrap();
-            let RResult::ROk(body) = &request.body else {
+            let request = exchange.next().unwrap().unwrap();
+            let Input::Request(body) = &request.input else {
                 panic!("unreadable")
             };
             assert_eq!(body.as_slice(), expected.as_bytes());
-            exchange.put_response(&request.id, body).unwrap();
+            exchange.respond(&request.id, body).unwrap();
         });
         // Read first: a line left waiting fails here, after TIMEOUT.
         assert_eq!(client.recv(), expected);
@@ -234,13 +234,13 @@ fn pipelined_requests_are_answered_in_order_by_different_threads() {
         .map(|_| {
             let (exchange, handled) = (Arc::clone(&exchange), Arc::clone(&handled));
             thread::spawn(move || {
-                while let Some(request) = exchange.next_request().unwrap() {
-                    let RResult::ROk(body) = &request.body else {
+                while let Some(request) = exchange.next().unwrap() {
+                    let Input::Request(body) = &request.input else {
                         panic!("unreadable")
                     };
                     let response: Vec<u8> = body.iter().rev().copied().collect();
                     handled.lock().unwrap().push(thread::current().id());
-                    exchange.put_response(&request.id, &response).unwrap();
+                    exchange.respond(&request.id, &response).unwrap();
                     thread::sleep(Duration::from_millis(2));
                 }
             })
@@ -264,6 +264,26 @@ fn pipelined_requests_are_answered_in_order_by_different_threads() {
     assert_eq!(handled.len(), 41);
     let threads: HashSet<_> = handled.iter().collect();
     assert!(threads.len() > 1, "one thread answered everything");
+}
+
+#[test]
+fn an_empty_response_sends_nothing_and_the_connection_goes_on_in_order() {
+    let (_dir, path, exchange) = start_exchange();
+    let mut client = Client::connect(&path);
+    client.send(b"one\nsilent\ntwo\n");
+    for _ in 0..3 {
+        let request = exchange.next().unwrap().unwrap();
+        let Input::Request(body) = &request.input else {
+            panic!("unreadable")
+        };
+        let response = if body == b"silent" { &[][..] } else { body };
+        exchange.respond(&request.id, response).unwrap();
+    }
+    assert_eq!(client.recv(), "one");
+    assert_eq!(client.recv(), "two");
+    // Not a line more: the end of the stream follows.
+    exchange.shutdown();
+    client.assert_closed();
 }
 
 #[test]
@@ -389,7 +409,7 @@ fn shutdown_wakes_everyone_and_removes_the_socket() {
     let waiters: Vec<_> = (0..4)
         .map(|_| {
             let exchange = Arc::clone(&exchange);
-            thread::spawn(move || exchange.next_request().unwrap().is_none())
+            thread::spawn(move || exchange.next().unwrap().is_none())
         })
         .collect();
     thread::sleep(Duration::from_millis(100));
@@ -402,18 +422,15 @@ fn shutdown_wakes_everyone_and_removes_the_socket() {
         started.elapsed()
     );
     for waiter in waiters {
-        assert!(
-            waiter.join().unwrap(),
-            "next_request after shutdown is not None"
-        );
+        assert!(waiter.join().unwrap(), "next after shutdown is not None");
     }
-    assert!(exchange.next_request().unwrap().is_none());
+    assert!(exchange.next().unwrap().is_none());
     assert!(!path.exists(), "socket file left behind");
     idle.assert_closed();
 
     // The answer owed still goes out, and closes its connection; a second
     // shutdown and a restart are harmless.
-    exchange.put_response(&taken.id, b"late").unwrap();
+    exchange.respond(&taken.id, b"late").unwrap();
     assert_eq!(pending.recv(), "late");
     pending.assert_closed();
     exchange.shutdown();
@@ -433,24 +450,24 @@ fn shutdown_leaves_a_socket_that_is_no_longer_ours() {
 #[test]
 fn unknown_ids_and_departed_clients_are_not_errors() {
     let (_dir, path, exchange) = start_exchange();
-    exchange.put_response("99/1", b"x").unwrap();
-    exchange.put_response("nonsense", b"x").unwrap();
+    exchange.respond("99/1", b"x").unwrap();
+    exchange.respond("nonsense", b"x").unwrap();
 
     // The client hangs up before its answer.
     let (gone, request) = send_and_take(&exchange, &path, b"q\n");
     drop(gone);
-    exchange.put_response(&request.id, b"late").unwrap();
+    exchange.respond(&request.id, b"late").unwrap();
 
     // An id answered twice: the second answer goes nowhere.
     let (mut client, first) = send_and_take(&exchange, &path, b"one\n");
-    exchange.put_response(&first.id, b"answer").unwrap();
-    exchange.put_response(&first.id, b"again").unwrap();
+    exchange.respond(&first.id, b"answer").unwrap();
+    exchange.respond(&first.id, b"again").unwrap();
     assert_eq!(client.recv(), "answer");
     client.send(b"two\n");
-    let second = exchange.next_request().unwrap().unwrap();
+    let second = exchange.next().unwrap().unwrap();
     assert_ne!(first.id, second.id);
     assert_ne!(request.id, second.id);
-    exchange.put_response(&second.id, b"second answer").unwrap();
+    exchange.respond(&second.id, b"second answer").unwrap();
     assert_eq!(client.recv(), "second answer");
     exchange.shutdown();
 }

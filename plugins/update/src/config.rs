@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nova_agent_plugin_api::PluginError;
+use nova_agent_support::config::{parse_table, table_error};
 use nova_agent_support::files::under_root;
 use serde::Deserialize;
+use serde_json::Value;
+
+const PLUGIN: &str = "update";
 
 /// `[plugins.update]`; every key is optional.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -55,17 +59,10 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The `[plugins.update]` table as the agent passes it (JSON), checked.
-    pub fn parse(config_json: &str) -> Result<Settings, PluginError> {
-        let json = match config_json.trim() {
-            "" => "{}",
-            json => json,
-        };
-        let mut settings: Settings = serde_json::from_str(json)
-            .map_err(|e| PluginError::failed(format!("[plugins.update]: {e}")))?;
-        settings
-            .check()
-            .map_err(|e| PluginError::failed(format!("[plugins.update] {e}")))?;
+    /// The `[plugins.update]` table as `init` receives it, checked.
+    pub fn parse(table: Value) -> Result<Settings, PluginError> {
+        let mut settings: Settings = parse_table(PLUGIN, table)?;
+        settings.check().map_err(|e| table_error(PLUGIN, &e))?;
         if let Some(pin) = &mut settings.sha256 {
             pin.make_ascii_lowercase();
         }
@@ -75,14 +72,14 @@ impl Settings {
     fn check(&self) -> Result<(), String> {
         if let Some(pin) = &self.sha256 {
             if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err("sha256 must be 64 hexadecimal digits".to_owned());
+                return Err("sha256: must be 64 hexadecimal digits".to_owned());
             }
         }
         if self.max_size == 0 {
-            return Err("max_size must be at least 1 (bytes)".to_owned());
+            return Err("max_size: must be at least 1 (bytes)".to_owned());
         }
         if self.timeout == 0 {
-            return Err("timeout must be at least 1 (seconds)".to_owned());
+            return Err("timeout: must be at least 1 (seconds)".to_owned());
         }
         let service = &self.service;
         if service.is_empty()
@@ -92,7 +89,7 @@ impl Settings {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.@:\\".contains(&b))
         {
             return Err(format!(
-                "service {service:?} is not a systemd unit name (letters, digits and -_.@:\\)"
+                "service: {service:?} is not a systemd unit name (letters, digits and -_.@:\\)"
             ));
         }
         for (key, path) in [
@@ -104,7 +101,7 @@ impl Settings {
             under_root(Path::new("/"), path).map_err(|e| format!("{key}: {e}"))?;
         }
         if self.binary.ends_with('/') || Path::new(&self.binary).file_name().is_none() {
-            return Err(format!("binary {:?} does not name a file", self.binary));
+            return Err(format!("binary: {:?} does not name a file", self.binary));
         }
         Ok(())
     }
@@ -156,8 +153,7 @@ pub struct Paths {
 impl Paths {
     pub fn new(root: &Path, settings: &Settings) -> Result<Paths, PluginError> {
         let resolve = |key: &str, path: &str| {
-            GuestPath::new(root, path)
-                .map_err(|e| PluginError::failed(format!("[plugins.update] {key}: {e}")))
+            GuestPath::new(root, path).map_err(|e| table_error(PLUGIN, &format!("{key}: {e}")))
         };
         Ok(Paths {
             root: root.to_path_buf(),

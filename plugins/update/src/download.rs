@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
+use nix::fcntl::OFlag;
 use sha2::Sha256;
 
 use crate::config::CONNECT_TIMEOUT;
@@ -83,7 +84,7 @@ pub fn fetch(
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
         .open(dest)
         .map_err(|e| format!("cannot create {}: {}", dest.display(), plain(&e)))?;
     // One byte over the cap is enough to know.

@@ -22,8 +22,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::fcntl::OFlag;
 use nix::sys::stat::{fchmod, Mode};
-use nix::unistd::{fchown, fsync, Gid, Uid};
+use nix::unistd::{fchown, fsync, geteuid, Gid, Uid};
 
 use crate::config::{GuestPath, Paths};
 use crate::unpack::Package;
@@ -205,18 +206,14 @@ impl Temporary {
         };
         let mut source = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
             .open(&item.source)?;
         let mut file = file;
         io::copy(&mut source, &mut file)?;
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if geteuid().is_root() {
             fchown(file.as_fd(), Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))?;
         }
-        fchmod(
-            file.as_fd(),
-            Mode::from_bits_truncate(item.mode as libc::mode_t),
-        )?;
+        fchmod(file.as_fd(), Mode::from_bits_truncate(item.mode))?;
         fsync(file.as_fd())?;
         Ok(temporary)
     }
@@ -242,7 +239,7 @@ fn create_beside(dir: &Path, name: &str) -> io::Result<(File, PathBuf)> {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
             .open(&path)
         {
             Ok(file) => return Ok((file, path)),

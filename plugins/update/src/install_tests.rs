@@ -68,8 +68,7 @@ fn install_replaces_the_files_with_new_modes_and_leaves_other_plugins() {
     assert_eq!(std::fs::read(plugins.join("z.so")).unwrap(), OTHER_PLUGIN);
     assert_eq!(mode(&plugins.join("z.so")), 0o644);
     assert_eq!(std::fs::read(plugins.join("y.so")).unwrap(), KEPT_PLUGIN);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         assert_eq!(std::fs::metadata(&binary).unwrap().uid(), 0);
         assert_eq!(std::fs::metadata(plugins.join("z.so")).unwrap().gid(), 0);
     }

@@ -7,10 +7,11 @@
 //! `timeout`; redirects only to http(s)), its MD5 must be the host's
 //! (compared case-insensitively) and, when `[plugins.update] sha256` is set,
 //! its SHA-256 that pin. The package is then unpacked, installed and the
-//! agent restarted. Any failure answers `"500"` with the reason (`"404"` "No
-//! init script found to restart" when the system offers no way to restart,
-//! checked before anything is installed) and leaves the running install as it
-//! was. A proxy is taken from the agent's environment (`ALL_PROXY`,
+//! agent restarted. Any failure is answered as failed with the reason (Nova:
+//! `"500"`), or as not found with "No init script found to restart" (Nova:
+//! `"404"`) when the system offers no way to restart, checked before
+//! anything is installed; either leaves the running install as it was. A
+//! proxy is taken from the agent's environment (`ALL_PROXY`,
 //! `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, or their lowercase forms).
 //!
 //! # Package format
@@ -76,8 +77,11 @@
 
 use std::sync::Arc;
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
 use nova_agent_support::runner::Runner;
+use serde_json::{json, Value};
 
 mod config;
 mod download;
@@ -103,19 +107,19 @@ use update::Updater;
 struct AgentUpdate(Arc<Updater>);
 
 impl Command for AgentUpdate {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-        Ok(match self.0.update(call.value_json()) {
-            Ok(()) => Reply::ok(""),
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        match self.0.update(call.arguments()) {
+            Ok(()) => Ok(json!("")),
             Err(failure) => {
                 tracing::warn!("agentupdate failed: {}", failure.message);
-                Reply::new(failure.code, failure.message)
+                Err(failure.into())
             }
-        })
+        }
     }
 }
 
-fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    let settings = Settings::parse(config_json)?;
+fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
+    let settings = Settings::parse(config)?;
     let paths = Paths::new(&host.root(), &settings)?;
     let updater = Updater::new(
         settings,
@@ -129,8 +133,5 @@ fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "update",
     description: "the agent's self-update: download, verify, install, restart",
-    exchanges: [],
-    parsers: [],
-    commands: ["agentupdate"],
     init: init,
 }

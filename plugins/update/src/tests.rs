@@ -5,6 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use nova_agent_plugin_api::{ErrorKind, PluginError};
 use nova_agent_support::runner::Runner;
 
 use crate::config::{GuestPath, Paths, Settings};
@@ -17,6 +18,11 @@ use crate::testutil::{
 };
 use crate::update::{verify, Failure, Staging, Updater, BUSY, HTTP_REFUSED};
 use crate::value::{parse, UpdateRequest, INVALID, MISSING_IN_DICT, NO_COMMA};
+
+/// The settings of a `[plugins.update]` table given as JSON text.
+fn settings(json: &str) -> Result<Settings, PluginError> {
+    Settings::parse(serde_json::from_str(json).unwrap())
+}
 
 fn request(url: &str, md5: &str) -> UpdateRequest {
     UpdateRequest {
@@ -172,7 +178,7 @@ fn the_sha256_pin_must_match_too() {
 
 #[test]
 fn settings_default_and_are_checked() {
-    let defaults = Settings::parse("{}").unwrap();
+    let defaults = settings("{}").unwrap();
     assert_eq!(defaults, Settings::default());
     assert!(!defaults.require_https);
     assert_eq!(defaults.sha256, None);
@@ -184,7 +190,7 @@ fn settings_default_and_are_checked() {
     assert_eq!(defaults.staging_dir, "/var/lib/nova-agent/update");
     assert_eq!(defaults.unpack_cap(), 4 * 67_108_864);
 
-    let pinned = Settings::parse(&format!(
+    let pinned = settings(&format!(
         r#"{{"require_https": true, "sha256": "{}", "max_size": 10, "timeout": 5, "service": "nova-agent@x.service"}}"#,
         "AB".repeat(32)
     ))
@@ -192,14 +198,14 @@ fn settings_default_and_are_checked() {
     assert_eq!(pinned.sha256, Some("ab".repeat(32)));
 
     for (json, error) in [
-        (r#"{"bogus": 1}"#, "unknown field `bogus`"),
+        (r#"{"bogus": 1}"#, "bogus: unknown field `bogus`"),
         (
             r#"{"sha256": "abc"}"#,
-            "sha256 must be 64 hexadecimal digits",
+            "sha256: must be 64 hexadecimal digits",
         ),
-        (r#"{"max_size": 0}"#, "max_size must be at least 1"),
-        (r#"{"max_size": -1}"#, "invalid value"),
-        (r#"{"timeout": 0}"#, "timeout must be at least 1"),
+        (r#"{"max_size": 0}"#, "max_size: must be at least 1"),
+        (r#"{"max_size": -1}"#, "max_size: invalid value"),
+        (r#"{"timeout": 0}"#, "timeout: must be at least 1"),
         (
             r#"{"binary": "usr/sbin/nova-agent"}"#,
             "binary: refusing path",
@@ -209,11 +215,17 @@ fn settings_default_and_are_checked() {
             "plugin_dir: refusing path",
         ),
         (r#"{"staging_dir": ""}"#, "staging_dir: refusing path"),
-        (r#"{"binary": "/usr/sbin/"}"#, "does not name a file"),
-        (r#"{"service": "--now"}"#, "is not a systemd unit name"),
+        (
+            r#"{"binary": "/usr/sbin/"}"#,
+            "binary: \"/usr/sbin/\" does not name a file",
+        ),
+        (
+            r#"{"service": "--now"}"#,
+            "service: \"--now\" is not a systemd unit name",
+        ),
         (r#"{"service": "a b"}"#, "is not a systemd unit name"),
     ] {
-        let message = Settings::parse(json).unwrap_err().message().to_owned();
+        let message = settings(json).unwrap_err().message().to_owned();
         assert!(message.starts_with("[plugins.update]"), "{json}: {message}");
         assert!(message.contains(error), "{json}: {message}");
     }
@@ -335,7 +347,7 @@ fn a_failed_restart_answers_its_exit_code() {
 /// An updater for `root` (settings `extra` as JSON fields), its restart
 /// through a stub systemctl in `bin`.
 fn updater(root: &Path, bin: &Path, apply: bool, extra: &str) -> Updater {
-    let settings = Settings::parse(&format!("{{{extra}}}")).unwrap();
+    let settings = settings(&format!("{{{extra}}}")).unwrap();
     let paths = Paths::new(root, &settings).unwrap();
     let mut updater = Updater::new(settings, paths, Runner::new(apply), "test".to_owned());
     updater.programs = Programs {
@@ -425,7 +437,7 @@ fn without_a_way_to_restart_nothing_is_installed_and_the_answer_is_404() {
     assert_eq!(
         install(&updater, &good_package()),
         Err(Failure {
-            code: "404",
+            kind: ErrorKind::NotFound,
             message: "No init script found to restart".to_owned()
         })
     );
@@ -445,7 +457,7 @@ fn a_refused_package_leaves_the_install_byte_identical_and_staging_clean() {
     ]);
 
     let failure = install(&updater, &traversal).unwrap_err();
-    assert_eq!(failure.code, "500");
+    assert_eq!(failure.kind, ErrorKind::Failed);
     assert_eq!(
         failure.message,
         "refusing package member 'nova-agent-1/../../usr/sbin/nova-agent': it has a '..' component"
@@ -514,4 +526,37 @@ fn requests_are_refused_before_any_download() {
     // One update at a time.
     let _held = strict.busy_for_test();
     assert_eq!(fail(&strict, r#""https://h/p.tar.gz,ff""#), BUSY);
+}
+
+#[test]
+fn the_plugin_checks_its_table_at_init_and_answers_by_kind() {
+    use nova_agent_plugin_api::testing::{TestAgent, TestHost};
+    use nova_agent_plugin_api::CommandError;
+
+    let root = tempfile::tempdir().unwrap();
+    let host = || TestHost::new(root.path().display().to_string());
+    let refused = TestAgent::new(host())
+        .with_plugin(crate::init, serde_json::json!({"timeout": "5"}))
+        .err()
+        .unwrap();
+    assert_eq!(
+        refused.message(),
+        "[plugins.update] timeout: invalid type: string \"5\", expected u64"
+    );
+    let agent = TestAgent::new(host())
+        .with_plugin(crate::init, serde_json::json!({}))
+        .unwrap();
+    assert_eq!(
+        agent.run("agentupdate", r#""no comma""#).result,
+        Err(CommandError::failed(NO_COMMA))
+    );
+    // The one answer that is not a plain failure.
+    let no_restart = Failure {
+        kind: ErrorKind::NotFound,
+        message: restart::NO_INIT_SCRIPT.to_owned(),
+    };
+    assert_eq!(
+        CommandError::from(no_restart),
+        CommandError::not_found("No init script found to restart")
+    );
 }

@@ -18,6 +18,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use nix::fcntl::OFlag;
 use tar::EntryType;
 
 /// The top directory's name starts with this; the version follows.
@@ -240,7 +241,7 @@ fn extract(entry: &mut impl Read, path: &Path) -> io::Result<()> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
         .open(path)?;
     io::copy(entry, &mut file)?;
     Ok(())

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
 
+use nova_agent_plugin_api::{CommandError, ErrorKind};
 use nova_agent_support::runner::Runner;
 
 use crate::config::{GuestPath, Paths, Settings};
@@ -26,17 +27,18 @@ pub const HTTP_REFUSED: &str = "refusing an http URL: [plugins.update] require_h
 /// Staging directories are named `<prefix><pid>.<n>`.
 const STAGING_PREFIX: &str = "nova-agent-update.";
 
-/// A refused or failed update: the answer's code and message.
+/// A refused or failed update: the kind of error answered, and its message.
+/// Every step's `String` error converts into a failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub code: &'static str,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
 impl From<String> for Failure {
     fn from(message: String) -> Failure {
         Failure {
-            code: "500",
+            kind: ErrorKind::Failed,
             message,
         }
     }
@@ -45,6 +47,12 @@ impl From<String> for Failure {
 impl From<&str> for Failure {
     fn from(message: &str) -> Failure {
         Failure::from(message.to_owned())
+    }
+}
+
+impl From<Failure> for CommandError {
+    fn from(failure: Failure) -> CommandError {
+        CommandError::new(failure.kind, failure.message)
     }
 }
 
@@ -78,13 +86,13 @@ impl Updater {
     }
 
     /// The whole command, for the request's value (JSON text).
-    pub fn update(&self, value_json: &str) -> Result<(), Failure> {
+    pub fn update(&self, arguments: &str) -> Result<(), Failure> {
         let _one_at_a_time = match self.busy.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(BUSY.into()),
         };
-        let request = value::parse(value_json)?;
+        let request = value::parse(arguments)?;
         let location = Location::parse(&request.url)?;
         if self.settings.require_https && location.scheme() == Scheme::Http {
             return Err(HTTP_REFUSED.into());
@@ -157,7 +165,7 @@ impl Updater {
         }
         // Nothing is installed unless the agent can be restarted onto it.
         let method = method.ok_or(Failure {
-            code: "404",
+            kind: ErrorKind::NotFound,
             message: NO_INIT_SCRIPT.to_owned(),
         })?;
         install::check(&items)?;

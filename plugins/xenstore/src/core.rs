@@ -8,9 +8,9 @@ use std::io;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use nova_agent_support::sync::lock;
 use xenstore_rs::tokio::XsTokio;
 
-use crate::lock;
 use crate::queue::RequestQueue;
 use crate::settings::Settings;
 
@@ -25,9 +25,10 @@ pub(crate) struct Core {
     /// Ids taken and not yet answered and removed: queued, running, or with a
     /// response waiting to be written. A request is never taken twice.
     in_flight: Mutex<HashSet<String>>,
-    /// Responses whose write failed with the connection; written first after
-    /// reconnecting.
-    unwritten: Mutex<HashMap<String, String>>,
+    /// Answers whose write (or, for `None`, whose request's removal) failed
+    /// with the connection, or came while there was none; carried out first
+    /// after reconnecting.
+    unwritten: Mutex<HashMap<String, Option<String>>>,
     /// The live connection, for metadata reads from the workers.
     current: Mutex<Option<XsTokio>>,
 }
@@ -52,11 +53,11 @@ impl Core {
         lock(&self.in_flight).remove(id);
     }
 
-    pub(crate) fn keep_unwritten(&self, id: String, response: String) {
+    pub(crate) fn keep_unwritten(&self, id: String, response: Option<String>) {
         lock(&self.unwritten).insert(id, response);
     }
 
-    pub(crate) fn take_unwritten(&self) -> Vec<(String, String)> {
+    pub(crate) fn take_unwritten(&self) -> Vec<(String, Option<String>)> {
         lock(&self.unwritten).drain().collect()
     }
 

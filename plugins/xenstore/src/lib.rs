@@ -23,12 +23,15 @@
 //! (xenstore-rs has watches only in its async backend); it connects, and
 //! reconnects with backoff when xenstored goes away (XENSTORED_PATH, else
 //! /run/xenstored/socket, else /dev/xen/xenbus). The agent's workers block in
-//! `next_request` on a queue that thread fills.
+//! `next` on a queue that thread fills, and `respond` hands the answer back
+//! to it: the response is written, then the request removed; an empty answer
+//! removes the request without writing a response.
 //!
 //! Layout: this file holds the [`Exchange`] object; `settings` the config
 //! table and XenStore's name rules; `core` the state shared between the
 //! workers and the XenStore thread; `queue` the hand-over of requests;
-//! `link` the connect/reconnect loop; `session` one connection's work.
+//! `link` the connect/reconnect loop; `session` one connection's work;
+//! `job` what those two share (the jobs sent to the thread, the outage log).
 //!
 //! ```toml
 //! [plugins.xenstore]
@@ -36,20 +39,25 @@
 //! response_path = "data/guest"   # the default
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nova_agent_plugin_api::{export_plugin, Exchange, Host, PluginError, Provides, Request};
+use nova_agent_plugin_api::{export_plugin, Exchange, Host, Incoming, PluginError, Provides};
+use nova_agent_support::sync::lock;
+use serde_json::Value;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 use xenstore_rs::AsyncXs;
 
 use crate::core::{is_missing, is_not_text, op, Core};
-use crate::link::Job;
+use crate::job::Job;
 use crate::settings::{check_key, Settings};
 
 mod core;
+mod job;
 mod link;
 mod queue;
 mod session;
@@ -59,12 +67,6 @@ mod settings;
 mod live_tests;
 #[cfg(test)]
 mod tests;
-
-/// Locks `mutex`, taking the data over from a thread that panicked holding it
-/// (every critical section leaves the data consistent).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// How long a stop waits for the XenStore thread to finish its writes.
 const STOP_WAIT: Duration = Duration::from_secs(3);
@@ -173,17 +175,18 @@ impl Exchange for XenstoreExchange {
         Ok(())
     }
 
-    fn next_request(&self) -> Result<Option<Request>, PluginError> {
+    fn next(&self) -> Result<Option<Incoming>, PluginError> {
         Ok(self.core.queue.pop())
     }
 
-    fn put_response(&self, id: &str, response: &[u8]) -> Result<(), PluginError> {
+    fn respond(&self, id: &str, response: &[u8]) -> Result<(), PluginError> {
         // xenstore-rs writes text only; the json parser's responses are ASCII.
         let response = match std::str::from_utf8(response) {
-            Ok(text) => text.to_owned(),
+            _ if response.is_empty() => None,
+            Ok(text) => Some(text.to_owned()),
             Err(_) => {
                 tracing::warn!("the response to request {id} is not UTF-8; writing it lossily");
-                String::from_utf8_lossy(response).into_owned()
+                Some(String::from_utf8_lossy(response).into_owned())
             }
         };
         self.send(Job::Respond {
@@ -232,8 +235,8 @@ impl Exchange for XenstoreExchange {
     }
 }
 
-fn init(_host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    let settings = Settings::parse(config_json)?;
+fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
+    let settings = Settings::parse(config)?;
     let exchange = XenstoreExchange {
         core: Arc::new(Core::new(settings)),
         thread: Arc::default(),
@@ -252,8 +255,5 @@ fn init(_host: Host, config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "xenstore",
     description: "the Nova host protocol over XenStore (data/host in, data/guest out)",
-    exchanges: ["xenstore"],
-    parsers: [],
-    commands: [],
     init: init,
 }

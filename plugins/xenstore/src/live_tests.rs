@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use nova_agent_plugin_api::{Exchange, Request};
+use nova_agent_plugin_api::{Exchange, Incoming};
 use nova_agent_tests::xenstored::FakeXenstored;
 use xenstore_rs::tokio::XsTokio;
 
@@ -35,9 +35,10 @@ fn xenstored() -> &'static FakeXenstored {
 /// An exchange on `<name>/host` and `<name>/guest`, not started.
 fn exchange(name: &str) -> XenstoreExchange {
     xenstored();
-    let settings = Settings::parse(&format!(
-        r#"{{"request_path": "{name}/host", "response_path": "{name}/guest"}}"#
-    ))
+    let settings = Settings::parse(serde_json::json!({
+        "request_path": format!("{name}/host"),
+        "response_path": format!("{name}/guest"),
+    }))
     .unwrap();
     XenstoreExchange {
         core: Arc::new(Core::new(settings)),
@@ -58,8 +59,8 @@ fn wait_connected(exchange: &XenstoreExchange) {
     }
 }
 
-fn next_request(exchange: &XenstoreExchange) -> Request {
-    exchange.next_request().unwrap().expect("a request")
+fn next_request(exchange: &XenstoreExchange) -> Incoming {
+    exchange.next().unwrap().expect("a request")
 }
 
 #[test]
@@ -116,11 +117,7 @@ fn a_value_that_is_not_utf8_reaches_the_parser_as_unreadable() {
     xenstored().write(&abs("binary/host/x"), b"{\"name\": \"\xff\"}");
     exchange.start().unwrap();
     let request = next_request(&exchange);
-    assert_eq!(request.id.as_str(), "x");
-    assert_eq!(
-        request.body.into_result().unwrap_err().as_str(),
-        "Request is malformed"
-    );
+    assert_eq!(request, Incoming::unreadable("x", "Request is malformed"));
 }
 
 #[test]
@@ -129,16 +126,38 @@ fn a_response_too_big_for_one_write_is_dropped_without_breaking_the_connection()
     xenstored().write(&abs("big/host/a"), b"{}");
     exchange.start().unwrap();
     next_request(&exchange);
-    exchange.put_response("a", &[b'x'; 4096]).unwrap();
+    exchange.respond("a", &[b'x'; 4096]).unwrap();
     assert!(xenstored().wait_until(WAIT, |x| x.read(&abs("big/host/a")).is_none()));
     assert_eq!(xenstored().read(&abs("big/guest/a")), None);
 
     // Still connected: the next request is served.
     xenstored().write(&abs("big/host/b"), b"{}");
-    assert_eq!(next_request(&exchange).id.as_str(), "b");
-    exchange.put_response("b", b"ok").unwrap();
+    assert_eq!(next_request(&exchange).id, "b");
+    exchange.respond("b", b"ok").unwrap();
     assert_eq!(
         xenstored().wait_for(&abs("big/guest/b"), WAIT).as_deref(),
+        Some(&b"ok"[..])
+    );
+}
+
+#[test]
+fn an_empty_response_removes_the_request_without_writing_one() {
+    let exchange = exchange("silent");
+    xenstored().write(&abs("silent/host/q"), b"{}");
+    exchange.start().unwrap();
+    assert_eq!(next_request(&exchange), Incoming::request("q", &b"{}"[..]));
+    exchange.respond("q", b"").unwrap();
+    assert!(xenstored().wait_until(WAIT, |x| x.read(&abs("silent/host/q")).is_none()));
+    assert_eq!(xenstored().read(&abs("silent/guest/q")), None);
+
+    // Neither taken again nor in the way of the next one.
+    xenstored().write(&abs("silent/host/r"), b"{}");
+    assert_eq!(next_request(&exchange).id, "r");
+    exchange.respond("r", b"ok").unwrap();
+    assert_eq!(
+        xenstored()
+            .wait_for(&abs("silent/guest/r"), WAIT)
+            .as_deref(),
         Some(&b"ok"[..])
     );
 }
@@ -154,13 +173,13 @@ fn a_restarted_channel_finds_the_requests_its_stop_left_waiting() {
     // The second is queued; wait until it is, then stop the channel.
     std::thread::sleep(Duration::from_millis(100));
     exchange.shutdown();
-    assert!(exchange.next_request().unwrap().is_none());
-    exchange.put_response(first.id.as_str(), b"done").unwrap();
+    assert!(exchange.next().unwrap().is_none());
+    exchange.respond(&first.id, b"done").unwrap();
     assert!(xenstored().wait_until(WAIT, |x| x.read(&abs("restart/host/one")).is_none()));
 
     exchange.start().unwrap();
     let again = next_request(&exchange);
-    assert_eq!(again.id.as_str(), "two");
+    assert_eq!(again.id, "two");
     assert_eq!(
         xenstored().read(&abs("restart/guest/one")).as_deref(),
         Some(&b"done"[..])
@@ -179,9 +198,9 @@ fn a_request_directory_too_big_to_list_is_served_as_it_changes() {
     let (served_tx, served) = std::sync::mpsc::channel();
     let worker = Arc::clone(&exchange);
     std::thread::spawn(move || {
-        while let Ok(Some(request)) = worker.next_request() {
-            worker.put_response(request.id.as_str(), b"ok").unwrap();
-            let _ = served_tx.send(String::from(request.id));
+        while let Ok(Some(request)) = worker.next() {
+            worker.respond(&request.id, b"ok").unwrap();
+            let _ = served_tx.send(request.id);
         }
     });
     wait_connected(&exchange);

@@ -1,12 +1,11 @@
 //! The hand-over between the XenStore thread, which finds requests, and the
-//! agent's workers, which block in `next_request` until one is there.
+//! agent's workers, which block in `next` until one is there.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
-use nova_agent_plugin_api::Request;
-
-use crate::lock;
+use nova_agent_plugin_api::Incoming;
+use nova_agent_support::sync::{lock, wait};
 
 #[derive(Default)]
 pub(crate) struct RequestQueue {
@@ -16,13 +15,13 @@ pub(crate) struct RequestQueue {
 
 #[derive(Default)]
 struct State {
-    requests: VecDeque<Request>,
+    requests: VecDeque<Incoming>,
     closed: bool,
 }
 
 impl RequestQueue {
     /// Queues `request`; `false` (and dropped) when the queue is closed.
-    pub(crate) fn push(&self, request: Request) -> bool {
+    pub(crate) fn push(&self, request: Incoming) -> bool {
         let mut state = lock(&self.state);
         if state.closed {
             return false;
@@ -35,7 +34,7 @@ impl RequestQueue {
 
     /// The next request; `None` once closed. Requests still queued at close
     /// stay unanswered in XenStore, where the next start finds them again.
-    pub(crate) fn pop(&self) -> Option<Request> {
+    pub(crate) fn pop(&self) -> Option<Incoming> {
         let mut state = lock(&self.state);
         loop {
             if state.closed {
@@ -44,7 +43,7 @@ impl RequestQueue {
             if let Some(request) = state.requests.pop_front() {
                 return Some(request);
             }
-            state = self.arrived.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = wait(&self.arrived, state);
         }
     }
 
@@ -53,7 +52,7 @@ impl RequestQueue {
     pub(crate) fn close(&self) -> Vec<String> {
         let mut state = lock(&self.state);
         state.closed = true;
-        let dropped = state.requests.drain(..).map(|r| r.id.into()).collect();
+        let dropped = state.requests.drain(..).map(|r| r.id).collect();
         drop(state);
         self.arrived.notify_all();
         dropped
@@ -78,13 +77,13 @@ mod tests {
             std::thread::spawn(move || {
                 let mut ids = Vec::new();
                 while let Some(request) = queue.pop() {
-                    ids.push(String::from(request.id));
+                    ids.push(request.id);
                 }
                 ids
             })
         };
-        assert!(queue.push(Request::new("a", b"1".to_vec())));
-        assert!(queue.push(Request::new("b", b"2".to_vec())));
+        assert!(queue.push(Incoming::request("a", b"1".to_vec())));
+        assert!(queue.push(Incoming::request("b", b"2".to_vec())));
         while !lock(&queue.state).requests.is_empty() {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -95,12 +94,12 @@ mod tests {
     #[test]
     fn close_returns_what_was_never_taken() {
         let queue = RequestQueue::default();
-        assert!(queue.push(Request::new("a", Vec::new())));
+        assert!(queue.push(Incoming::request("a", Vec::new())));
         assert_eq!(queue.close(), ["a"]);
         assert!(queue.pop().is_none());
-        assert!(!queue.push(Request::new("c", Vec::new())));
+        assert!(!queue.push(Incoming::request("c", Vec::new())));
         queue.reopen();
-        assert!(queue.push(Request::new("b", Vec::new())));
-        assert_eq!(queue.pop().map(|r| String::from(r.id)), Some("b".into()));
+        assert!(queue.push(Incoming::request("b", Vec::new())));
+        assert_eq!(queue.pop().map(|r| r.id), Some("b".into()));
     }
 }

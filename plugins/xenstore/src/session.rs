@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use nova_agent_plugin_api::Request;
+use nova_agent_plugin_api::Incoming;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use xenstore_rs::tokio::XsTokio;
 use xenstore_rs::{AsyncWatch, AsyncXs};
 
 use crate::core::{is_missing, is_not_text, op, Core};
-use crate::link::{Job, Outage};
+use crate::job::{Job, Outage};
 use crate::settings::{id_fits, MAX_ID_LEN, PAYLOAD_MAX};
 
 /// A connection with no traffic for this long is probed with one read: a dead
@@ -88,7 +88,7 @@ pub(crate) async fn run(
     let unwritten = core.take_unwritten();
     if !unwritten.is_empty() {
         tracing::info!(
-            "writing {} responses held while XenStore was unreachable",
+            "answering {} requests held while XenStore was unreachable",
             unwritten.len()
         );
     }
@@ -184,7 +184,7 @@ struct Session<'a> {
 }
 
 pub(crate) enum Found {
-    Request(Request),
+    Request(Incoming),
     /// Its response exists: removed without running it again.
     Answered,
     /// Gone before it could be read, or taken already.
@@ -266,36 +266,50 @@ impl Session<'_> {
         }
     }
 
-    /// Writes a response, then removes its request.
+    /// Writes a response (if there is one), then removes its request.
     fn respond(
         &self,
         id: String,
-        response: String,
+        response: Option<String>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (core, xs, failed) = (Arc::clone(self.core), self.xs.clone(), self.failed.clone());
         async move {
             let request_path = core.settings.request(&id);
             let response_path = core.settings.response(&id);
-            // Never hand xenstore-rs an oversized message: it drops the
-            // connection. The agent's response limit makes this unreachable
-            // for ids it serves normally.
-            if response_path.len() + 1 + response.len() > PAYLOAD_MAX {
-                tracing::error!(
-                    "the response to request {id} does not fit in one XenStore write; \
-                     removing the request unanswered"
-                );
-            } else if let Err(e) = op(xs.write(&response_path, &response)).await {
-                core.keep_unwritten(id, response);
-                let _ = failed.send(format!("cannot write {response_path}: {e}"));
-                return;
+            match &response {
+                None => {
+                    tracing::info!("request {id} has no response to write; removing it unanswered")
+                }
+                // Never hand xenstore-rs an oversized message: it drops the
+                // connection. The agent's response limit makes this
+                // unreachable for ids it serves normally.
+                Some(text) if response_path.len() + 1 + text.len() > PAYLOAD_MAX => {
+                    tracing::error!(
+                        "the response to request {id} does not fit in one XenStore write; \
+                         removing the request unanswered"
+                    )
+                }
+                Some(text) => {
+                    if let Err(e) = op(xs.write(&response_path, text)).await {
+                        core.keep_unwritten(id, response);
+                        let _ = failed.send(format!("cannot write {response_path}: {e}"));
+                        return;
+                    }
+                }
             }
             match op(xs.rm(&request_path)).await {
                 Ok(()) => {}
                 Err(e) if is_missing(&e) => {}
-                // The response is written: the next scan removes the request
-                // without running it again.
+                // With its response written, the next scan removes the
+                // request without running it again; without one, the
+                // removal is retried on the next connection.
                 Err(e) => {
                     let _ = failed.send(format!("cannot remove {request_path}: {e}"));
+                    if response.is_none() {
+                        // Still ours (in flight), so no scan takes it again.
+                        core.keep_unwritten(id, None);
+                        return;
+                    }
                 }
             }
             core.release(&id);
@@ -321,10 +335,10 @@ pub(crate) async fn examine(core: &Core, xs: &XsTokio, id: &str) -> Result<Found
     }
     let request = match body {
         _ if !id_fits(id) => {
-            Request::unreadable(id, format!("Request id is longer than {MAX_ID_LEN} bytes"))
+            Incoming::unreadable(id, format!("Request id is longer than {MAX_ID_LEN} bytes"))
         }
-        Ok(bytes) => Request::new(id, bytes),
-        Err(reason) => Request::unreadable(id, reason),
+        Ok(bytes) => Incoming::request(id, bytes),
+        Err(reason) => Incoming::unreadable(id, reason),
     };
     Ok(Found::Request(request))
 }

@@ -2,7 +2,12 @@
 //! exchange builds has to follow.
 
 use nova_agent_plugin_api::PluginError;
+use nova_agent_support::config;
 use serde::Deserialize;
+use serde_json::Value;
+
+/// The plugin's name, as its config table is named.
+const PLUGIN: &str = "xenstore";
 
 /// XenStore's payload limit (XENSTORE_PAYLOAD_MAX): a WRITE carries
 /// `path\0value` in at most this many bytes.
@@ -40,28 +45,26 @@ fn default_response_path() -> String {
 }
 
 impl Settings {
-    /// Parses the table's JSON (`{}` or `""` when the config has none).
-    pub(crate) fn parse(config_json: &str) -> Result<Settings, PluginError> {
-        let json = match config_json.trim() {
-            "" => "{}",
-            json => json,
-        };
-        let raw: RawSettings = serde_json::from_str(json)
-            .map_err(|e| PluginError::failed(format!("[plugins.xenstore]: {}", plain(&e))))?;
+    /// Checks the `[plugins.xenstore]` table.
+    pub(crate) fn parse(table: Value) -> Result<Settings, PluginError> {
+        let raw: RawSettings = config::parse_table(PLUGIN, table)?;
         for (key, path) in [
             ("request_path", &raw.request_path),
             ("response_path", &raw.response_path),
         ] {
             check_path(path).map_err(|problem| {
-                PluginError::failed(format!("[plugins.xenstore] {key} {path:?} {problem}"))
+                config::table_error(PLUGIN, &format!("{key}: {path:?} {problem}"))
             })?;
         }
         let (request, response) = (&raw.request_path, &raw.response_path);
         if request == response || is_below(response, request) || is_below(request, response) {
-            return Err(PluginError::failed(format!(
-                "[plugins.xenstore] request_path {request:?} and response_path {response:?} \
-                 must not contain each other: responses would be read as requests"
-            )));
+            return Err(config::table_error(
+                PLUGIN,
+                &format!(
+                    "request_path {request:?} and response_path {response:?} \
+                     must not contain each other: responses would be read as requests"
+                ),
+            ));
         }
         Ok(Settings {
             request_path: raw.request_path,
@@ -132,14 +135,4 @@ pub(crate) fn id_fits(id: &str) -> bool {
 
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'@')
-}
-
-/// serde_json's message without its position (the JSON is the agent's
-/// rendering of a TOML table, so its positions mean nothing to people).
-fn plain(e: &serde_json::Error) -> String {
-    let message = e.to_string();
-    match message.rfind(" at line ") {
-        Some(at) if e.line() != 0 => message[..at].to_owned(),
-        _ => message,
-    }
 }

@@ -1,23 +1,26 @@
 //! Unit tests: the settings and name rules. The exchange against a XenStore
-//! daemon is tested in `session_tests`.
+//! daemon is tested in `live_tests`.
+
+use serde_json::{json, Value};
 
 use crate::settings::{check_key, check_path, Settings, MAX_ID_LEN, PAYLOAD_MAX};
 
+fn defaults() -> Settings {
+    Settings::parse(json!({})).unwrap()
+}
+
 #[test]
 fn defaults_are_nova_s_paths() {
-    for empty in ["", "{}", "  "] {
-        let settings = Settings::parse(empty).unwrap();
-        assert_eq!(settings.request_path, "data/host");
-        assert_eq!(settings.response_path, "data/guest");
-    }
-    let settings = Settings::parse("{}").unwrap();
+    let settings = defaults();
+    assert_eq!(settings.request_path, "data/host");
+    assert_eq!(settings.response_path, "data/guest");
     assert_eq!(settings.request("abc"), "data/host/abc");
     assert_eq!(settings.response("abc"), "data/guest/abc");
 }
 
 #[test]
 fn the_response_limit_leaves_room_for_the_path_of_any_id_served() {
-    let settings = Settings::parse("{}").unwrap();
+    let settings = defaults();
     let longest_path = settings.response(&"x".repeat(MAX_ID_LEN));
     assert_eq!(
         longest_path.len() + 1 + settings.max_response_len(),
@@ -27,39 +30,53 @@ fn the_response_limit_leaves_room_for_the_path_of_any_id_served() {
 
 #[test]
 fn bad_settings_are_refused_with_the_key_named() {
-    for (json, needle) in [
+    let cases: [(Value, &str); 8] = [
         (
-            r#"{"request_path": ""}"#,
-            "request_path \"\" must name a node",
+            json!({"request_path": ""}),
+            "[plugins.xenstore] request_path: \"\" must name a node",
         ),
-        (r#"{"request_path": "data//host"}"#, "empty component"),
-        (r#"{"response_path": "data/gu est"}"#, "response_path"),
         (
-            r#"{"response_path": "data/host"}"#,
+            json!({"request_path": "data//host"}),
+            "[plugins.xenstore] request_path: \"data//host\" has an empty component",
+        ),
+        (
+            json!({"response_path": "data/gu est"}),
+            "[plugins.xenstore] response_path: \"data/gu est\" may hold only",
+        ),
+        (
+            json!({"response_path": "data/host"}),
             "must not contain each other",
         ),
         (
-            r#"{"response_path": "data/host/out"}"#,
+            json!({"response_path": "data/host/out"}),
             "must not contain each other",
         ),
         (
-            r#"{"request_path": "data/guest/in"}"#,
+            json!({"request_path": "data/guest/in"}),
             "must not contain each other",
         ),
-        (r#"{"request_pat": "x"}"#, "unknown field `request_pat`"),
-        (r#"{"request_path": 5}"#, "invalid type"),
-    ] {
-        let error = Settings::parse(json).unwrap_err().to_string();
+        (
+            json!({"request_pat": "x"}),
+            "[plugins.xenstore] request_pat: unknown field `request_pat`",
+        ),
+        (
+            json!({"request_path": 5}),
+            "[plugins.xenstore] request_path: invalid type",
+        ),
+    ];
+    for (json, needle) in cases {
+        let error = Settings::parse(json.clone()).unwrap_err().to_string();
         assert!(error.contains(needle), "{json}: {error}");
-        assert!(error.starts_with("[plugins.xenstore]"), "{error}");
+        assert!(error.starts_with("[plugins.xenstore] "), "{error}");
+        assert!(!error.contains(" at line "), "{error}");
     }
-    let absolute = Settings::parse(r#"{"request_path": "/local/domain/7/data/host"}"#).unwrap();
+    let absolute = Settings::parse(json!({"request_path": "/local/domain/7/data/host"})).unwrap();
     assert_eq!(absolute.request_path, "/local/domain/7/data/host");
 }
 
 #[test]
 fn only_direct_children_of_the_request_path_are_requests() {
-    let settings = Settings::parse("{}").unwrap();
+    let settings = defaults();
     assert_eq!(settings.request_id("data/host/1-2-3"), Some("1-2-3"));
     assert_eq!(settings.request_id("data/host"), None);
     assert_eq!(settings.request_id("data/host/"), None);

@@ -44,7 +44,9 @@
 //! The `/etc/rc.conf` editor is in `arch_rcconf`.
 
 use super::arch_rcconf::{daemons, legacy_rc_conf, netcfg_rc_conf, rc_conf_with_hostname};
-use super::common::{add_etc_hosts, routes_kept_by_seed_arch_gentoo, run_checked, set_hostname};
+use super::common::{
+    add_etc_hosts, routes_kept_by_seed_arch_gentoo, run_checked, set_hostname, stale_files,
+};
 use crate::backend::{Actions, Backend, Plan, System};
 use crate::model::{Interface, Network};
 
@@ -82,7 +84,7 @@ impl Backend for ArchNetctl {
             let path = format!("{}/{}", NETCTL_PROFILES.dir, interface.name);
             plan.write(path, netctl_profile(interface));
         }
-        plan.remove = NETCTL_PROFILES.stale(system, network);
+        plan.remove = NETCTL_PROFILES.stale(system, &plan);
         Ok(plan)
     }
 
@@ -130,7 +132,7 @@ impl Backend for ArchNetcfg {
         let rc_conf = netcfg_rc_conf(&system.read(RC_CONF).unwrap_or_default(), &names);
         plan.write(RC_CONF, rc_conf_with_hostname(&rc_conf, &network.hostname));
         add_etc_hosts(&mut plan, network, system);
-        plan.remove = NETCFG_PROFILES.stale(system, network);
+        plan.remove = NETCFG_PROFILES.stale(system, &plan);
         Ok(plan)
     }
 
@@ -356,25 +358,27 @@ struct Profiles {
 }
 
 impl Profiles {
-    /// The profiles nova-agent wrote for interfaces no longer in `network`.
-    fn stale(&self, system: &System, network: &Network) -> Vec<String> {
-        let ours = |name: &str| network.interfaces.iter().any(|i| i.name == name);
-        let written_by_us = |path: &str, name: &str| {
-            let Some(text) = system.read(path) else {
-                return false;
-            };
-            let mut lines = text.lines().skip_while(|l| l.starts_with("# Label "));
-            lines.next() == Some(self.connection_line)
-                && lines.next() == Some(format!("{}={name}", self.interface_key).as_str())
+    /// The profiles nova-agent wrote that `plan` does not write again: those
+    /// of interfaces no longer in the model.
+    fn stale(&self, system: &System, plan: &Plan) -> Vec<String> {
+        stale_files(system, self.dir, plan, |name| {
+            self.written_by_us(system, name)
+        })
+    }
+
+    /// Whether the profile `name` is a regular file that begins as the
+    /// profiles nova-agent writes (after any `# Label` lines).
+    fn written_by_us(&self, system: &System, name: &str) -> bool {
+        let path = format!("{}/{name}", self.dir);
+        if !system.is_file(&path) {
+            return false;
+        }
+        let Some(text) = system.read(&path) else {
+            return false;
         };
-        system
-            .list(self.dir)
-            .into_iter()
-            .filter(|name| !ours(name))
-            .map(|name| (format!("{}/{name}", self.dir), name))
-            .filter(|(path, name)| system.is_file(path) && written_by_us(path, name))
-            .map(|(path, _)| path)
-            .collect()
+        let mut lines = text.lines().skip_while(|l| l.starts_with("# Label "));
+        lines.next() == Some(self.connection_line)
+            && lines.next() == Some(format!("{}={name}", self.interface_key).as_str())
     }
 }
 

@@ -47,20 +47,20 @@ pub(crate) fn set_variable(existing: &str, key: &str, value: &str) -> String {
     out
 }
 
-/// The files in `dir` named `<prefix>…<suffix>` that are not in `keep`, as
-/// guest paths: nova-agent's files for interfaces no longer in the model.
+/// The files in `dir` that `plan` does not write and that `managed` claims
+/// (by name) as nova-agent's, as guest paths, sorted: the files of
+/// interfaces no longer in the model, which the plan moves aside.
 pub(crate) fn stale_files(
     system: &System,
     dir: &str,
-    prefix: &str,
-    suffix: &str,
-    keep: &[String],
+    plan: &Plan,
+    managed: impl Fn(&str) -> bool,
 ) -> Vec<String> {
     system
         .list(dir)
         .into_iter()
-        .filter(|name| name.starts_with(prefix) && name.ends_with(suffix))
-        .filter(|name| !keep.contains(name))
+        .filter(|name| plan.content(&format!("{dir}/{name}")).is_none())
+        .filter(|name| managed(name))
         .map(|name| format!("{dir}/{name}"))
         .collect()
 }

@@ -39,16 +39,16 @@ impl Backend for Networkd {
 
     fn render(&self, network: &Network, system: &System) -> Result<Plan, String> {
         let mut plan = Plan::default();
-        let mut written = Vec::new();
         for interface in &network.interfaces {
             let file_name = format!("{FILE_PREFIX}{}{FILE_SUFFIX}", interface.name);
             plan.write(
                 format!("{NETWORK_DIR}/{file_name}"),
                 network_file(interface),
             );
-            written.push(file_name);
         }
-        plan.remove = stale_files(system, NETWORK_DIR, FILE_PREFIX, FILE_SUFFIX, &written);
+        plan.remove = stale_files(system, NETWORK_DIR, &plan, |name| {
+            name.starts_with(FILE_PREFIX) && name.ends_with(FILE_SUFFIX)
+        });
         add_hostname_and_hosts(&mut plan, network, system);
         Ok(plan)
     }

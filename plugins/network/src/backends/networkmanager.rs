@@ -48,20 +48,14 @@ impl Backend for NetworkManager {
 
     fn render(&self, network: &Network, system: &System) -> Result<Plan, String> {
         let mut plan = Plan::default();
-        let mut written = Vec::new();
         for interface in &network.interfaces {
             let file_name = format!("{}{FILE_SUFFIX}", connection_id(interface));
             let content = keyfile(interface)?;
             plan.write_mode(format!("{CONNECTIONS_DIR}/{file_name}"), content, 0o600);
-            written.push(file_name);
         }
-        plan.remove = stale_files(
-            system,
-            CONNECTIONS_DIR,
-            CONNECTION_PREFIX,
-            FILE_SUFFIX,
-            &written,
-        );
+        plan.remove = stale_files(system, CONNECTIONS_DIR, &plan, |name| {
+            name.starts_with(CONNECTION_PREFIX) && name.ends_with(FILE_SUFFIX)
+        });
         add_hostname_and_hosts(&mut plan, network, system);
         Ok(plan)
     }

@@ -24,7 +24,7 @@
 //!   payload do not come back at boot.
 
 use super::common::{
-    add_etc_hosts, run_checked, set_hostname, set_variable, stanzas, static_routes,
+    add_etc_hosts, run_checked, set_hostname, set_variable, stale_files, stanzas, static_routes,
 };
 use crate::backend::{Actions, Backend, Plan, System};
 use crate::model::{Interface, Network};
@@ -54,7 +54,7 @@ impl Backend for RedhatIfcfg {
         let existing_network = system.read(NETWORK_FILE).unwrap_or_default();
         plan.write(NETWORK_FILE, sysconfig_network(&existing_network, network));
         add_etc_hosts(&mut plan, network, system);
-        plan.remove = stale_files(system, &plan);
+        plan.remove = stale_files(system, SCRIPTS_DIR, &plan, per_interface);
         Ok(plan)
     }
 
@@ -140,18 +140,14 @@ pub fn sysconfig_network(existing: &str, network: &Network) -> String {
     set_variable(&updated, "HOSTNAME", network.hostname.as_str())
 }
 
-/// The `ifcfg-*` and `route-*` files of the scripts directory that this plan
-/// does not write: names without a `.` (backups and VLANs such as
-/// `ifcfg-eth0.100` have one), loopback's kept.
-fn stale_files(system: &System, plan: &Plan) -> Vec<String> {
-    system
-        .list(SCRIPTS_DIR)
-        .into_iter()
-        .filter(|name| name.starts_with("ifcfg-") || name.starts_with("route-"))
-        .filter(|name| !name.contains('.') && name != "ifcfg-lo" && name != "route-lo")
-        .map(|name| format!("{SCRIPTS_DIR}/{name}"))
-        .filter(|path| plan.content(path).is_none())
-        .collect()
+/// Whether `name` in the scripts directory is an interface's `ifcfg-*` or
+/// `route-*` file: names without a `.` (backups and VLANs such as
+/// `ifcfg-eth0.100` have one), loopback's not.
+fn per_interface(name: &str) -> bool {
+    (name.starts_with("ifcfg-") || name.starts_with("route-"))
+        && !name.contains('.')
+        && name != "ifcfg-lo"
+        && name != "route-lo"
 }
 
 #[cfg(test)]

@@ -23,7 +23,9 @@
 //!   seed wrote `NETCONFIG_DNS_STATIC_SERVERS=""`, clearing DNS); a missing
 //!   config file is created, with only that line, when there are nameservers.
 
-use super::common::{add_etc_hosts, run_checked, set_hostname, set_variable, static_routes};
+use super::common::{
+    add_etc_hosts, run_checked, set_hostname, set_variable, stale_files, static_routes,
+};
 use crate::backend::{Actions, Backend, Plan, System};
 use crate::model::{Interface, Network};
 
@@ -58,7 +60,7 @@ impl Backend for SuseIfcfg {
         }
         plan.write(HOSTNAME_FILE, format!("{}\n", network.hostname));
         add_etc_hosts(&mut plan, network, system);
-        plan.remove = stale_files(system, &plan);
+        plan.remove = stale_files(system, CONFIG_DIR, &plan, managed);
         Ok(plan)
     }
 
@@ -148,23 +150,15 @@ pub fn dns_config(existing: &str, network: &Network) -> Option<String> {
     ))
 }
 
-/// The `ifcfg-*` and `ifroute-*` files of the config directory that this
-/// plan does not write (names without a `.`, loopback's kept), and the
-/// global `routes` file, which the per-interface `ifroute` files replace.
-fn stale_files(system: &System, plan: &Plan) -> Vec<String> {
-    system
-        .list(CONFIG_DIR)
-        .into_iter()
-        .filter(|name| {
-            let per_interface = (name.starts_with("ifcfg-") || name.starts_with("ifroute-"))
-                && !name.contains('.')
-                && name != "ifcfg-lo"
-                && name != "ifroute-lo";
-            per_interface || name == GLOBAL_ROUTES
-        })
-        .map(|name| format!("{CONFIG_DIR}/{name}"))
-        .filter(|path| plan.content(path).is_none())
-        .collect()
+/// Whether `name` in the config directory is an interface's `ifcfg-*` or
+/// `ifroute-*` file (names without a `.`, loopback's not), or the global
+/// `routes` file, which the per-interface `ifroute` files replace.
+fn managed(name: &str) -> bool {
+    let per_interface = (name.starts_with("ifcfg-") || name.starts_with("ifroute-"))
+        && !name.contains('.')
+        && name != "ifcfg-lo"
+        && name != "ifroute-lo";
+    per_interface || name == GLOBAL_ROUTES
 }
 
 #[cfg(test)]
