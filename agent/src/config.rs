@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub const DEFAULT_PATH: &str = "/etc/nova-agent/agent.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/nova-agent/agent.toml";
 
 /// `Config::source` of the embedded default.
 const EMBEDDED_SOURCE: &str = "<embedded default>";
@@ -20,55 +20,55 @@ const EMBEDDED_SOURCE: &str = "<embedded default>";
 const EMBEDDED_DEFAULT: &str = include_str!("embedded-default.toml");
 
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Where it came from, for messages.
-    pub source: String,
-    pub plugin_dirs: Vec<PathBuf>,
-    pub root: PathBuf,
-    pub apply: bool,
-    pub state_dir: PathBuf,
-    pub run_dir: PathBuf,
-    pub channels: Vec<ChannelConfig>,
+    pub(crate) source: String,
+    pub(crate) plugin_dirs: Vec<PathBuf>,
+    pub(crate) root: PathBuf,
+    pub(crate) apply: bool,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) channels: Vec<ChannelConfig>,
     /// `[plugins.<name>]` tables, keyed by plugin name.
-    pub plugins: BTreeMap<String, PluginTable>,
-    pub deny: BTreeSet<String>,
+    pub(crate) plugins: BTreeMap<String, PluginTable>,
+    pub(crate) deny: BTreeSet<String>,
     /// Command name -> plugin that wins a conflict.
-    pub prefer: BTreeMap<String, String>,
-    pub log_level: String,
+    pub(crate) prefer: BTreeMap<String, String>,
+    pub(crate) log_level: String,
     /// `[log] file`: also log there (mode 0600, appended).
-    pub log_file: Option<PathBuf>,
+    pub(crate) log_file: Option<PathBuf>,
     /// `[reload] warn_superseded_mib`: the agent warns each time the code of
     /// replaced plugin generations, still mapped, grows past a multiple of it.
-    pub warn_superseded_bytes: u64,
+    pub(crate) warn_superseded_bytes: u64,
 }
 
 /// The default of `[reload] warn_superseded_mib`.
-pub const WARN_SUPERSEDED_MIB: u64 = 64;
+pub(crate) const WARN_SUPERSEDED_MIB: u64 = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelConfig {
-    pub exchange: String,
-    pub parser: String,
+pub(crate) struct ChannelConfig {
+    pub(crate) exchange: String,
+    pub(crate) parser: String,
 }
 
 impl ChannelConfig {
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!("{}+{}", self.exchange, self.parser)
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct PluginTable {
+pub(crate) struct PluginTable {
     /// `enabled = false` keeps the plugin from being loaded; the agent takes
     /// this key, the plugin never sees it.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The rest of the table, as the JSON object handed to the plugin's `init`.
-    pub json: String,
+    pub(crate) json: String,
 }
 
 /// A config error, already carrying its location.
 #[derive(Debug)]
-pub struct ConfigError(String);
+pub(crate) struct ConfigError(String);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,7 +147,7 @@ const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"]
 impl Config {
     /// Reads `path`, or with none the default path, or, when that file does
     /// not exist either, the embedded development default.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         match path {
             Some(path) => Config::read(path),
             None if Path::new(DEFAULT_PATH).exists() => Config::read(Path::new(DEFAULT_PATH)),
@@ -155,21 +155,21 @@ impl Config {
         }
     }
 
-    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn read(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
         Config::parse(&text, &path.display().to_string())
     }
 
     /// The embedded default, with its paths under the executable's directory.
-    pub fn embedded_default() -> Result<Config, ConfigError> {
+    pub(crate) fn embedded_default() -> Result<Config, ConfigError> {
         let exe = std::env::current_exe()
             .map_err(|e| ConfigError(format!("cannot locate the executable: {e}")))?;
         let dir = exe.parent().unwrap_or(Path::new("."));
         Config::embedded_default_in(dir)
     }
 
-    pub fn embedded_default_in(dir: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn embedded_default_in(dir: &Path) -> Result<Config, ConfigError> {
         // JSON string escapes are a subset of TOML's basic-string escapes.
         let quoted = serde_json::to_string(&dir.display().to_string())
             .map_err(|e| ConfigError(format!("cannot quote {}: {e}", dir.display())))?;
@@ -178,11 +178,11 @@ impl Config {
         Config::parse(&text, EMBEDDED_SOURCE)
     }
 
-    pub fn is_embedded(&self) -> bool {
+    pub(crate) fn is_embedded(&self) -> bool {
         self.source == EMBEDDED_SOURCE
     }
 
-    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         let at = |span: Option<std::ops::Range<usize>>, message: &str| {
             let (line, column) = line_column(text, span.map_or(0, |s| s.start));
             ConfigError(format!("{source}:{line}:{column}: {message}"))
@@ -335,7 +335,7 @@ impl Config {
     /// Where `run --daemonize` logs when `[log] file` names no file: the
     /// original agent's default, or, for the embedded default, a file in its
     /// sandbox.
-    pub fn daemon_log_file(&self) -> PathBuf {
+    pub(crate) fn daemon_log_file(&self) -> PathBuf {
         match &self.log_file {
             Some(file) => file.clone(),
             None if self.is_embedded() => self.state_dir.join("nova-agent.log"),
@@ -344,11 +344,11 @@ impl Config {
     }
 
     /// The plugin's table as JSON (`{}` when the config has none).
-    pub fn plugin_json(&self, plugin: &str) -> &str {
+    pub(crate) fn plugin_json(&self, plugin: &str) -> &str {
         self.plugins.get(plugin).map_or("{}", |t| t.json.as_str())
     }
 
-    pub fn plugin_enabled(&self, plugin: &str) -> bool {
+    pub(crate) fn plugin_enabled(&self, plugin: &str) -> bool {
         self.plugins.get(plugin).is_none_or(|t| t.enabled)
     }
 }

@@ -1,38 +1,34 @@
-//! The agent: configuration, plugin loading, the registry, channels and the
-//! command line. The binary (`main.rs`) only parses arguments and calls in.
+//! The agent: configuration, the plugin core, the serving daemon and the
+//! command line. The binary (`main.rs`) only parses arguments and calls
+//! [`cli::execute`]; the docs generator renders [`cli::Cli`]. Nothing else
+//! is public.
 //!
-//! Map (see docs/architecture.md for the invariants):
-//! - [`config`]: the TOML file and the embedded development default;
-//! - [`loader`]: plugin directories → trusted, ABI-checked, opened plugins;
-//! - [`instance`]: one initialised generation of a plugin;
-//! - [`registry`]: the serving generations by name, conflicts resolved;
-//! - [`swap`]: (re)loading the plugin directories into a running agent, and
-//!   restarting the channels whose exchange changed; [`control`]: the
-//!   control socket `plugins list` and `plugins reload` use;
-//! - [`host`]: what plugins get from the agent; [`dispatch`]: runs commands
-//!   and enforces `[commands] deny`;
-//! - [`channel`]: exchange + parser threads; [`run`]: start-up, signals, stop;
-//!   [`service`]: systemd notify and watchdog, `--daemonize`, `--pidfile`;
-//! - [`list`], [`check`], [`call`]: the other subcommands;
-//! - [`logging`]: stderr, and the plugins' log bridge.
+//! Map, by role (see docs/architecture.md for the invariants); each module
+//! uses only those listed before it, never one after:
+//! - `config`: the TOML file and the embedded development default;
+//!   `logging`: stderr, journald, the log file, and the receiving end of the
+//!   plugins' log bridge;
+//! - `plugins`: the plugin core. `loader` (plugin directories → trusted,
+//!   ABI-checked, opened modules), `instance` (one initialised generation,
+//!   retired when its last reference drops), `record`, `registry` (the
+//!   serving generations by name, and the table requests read), `dispatch`
+//!   (runs a call; the one place that decides whether a command may run),
+//!   `host` (what plugins get from the agent), `view` (what `plugins list`
+//!   shows, as data), and `pipeline`, the one loader pipeline behind both the
+//!   running agent's reloads and the one-shot commands;
+//! - `daemon`: `nova-agent run`. `channels` (exchange + parser threads, and
+//!   the request loop: decode, dispatch, encode, respond), `swap` (hot
+//!   reloads), `control` (the control socket), `service` (systemd, daemonize,
+//!   pidfile), `run` (start-up, signals, stop);
+//! - [`cli`]: the command line and the one-shot subcommands (`call`,
+//!   `config check`, `plugins list|reload`, `resetnetwork`), which render
+//!   what the daemon and the plugin core hand them.
 //!
 //! This crate does not know any protocol: response formats belong to parser
 //! plugins, transports to exchange plugins.
 
-pub mod call;
-pub mod channel;
-pub mod check;
 pub mod cli;
-pub mod config;
-pub mod control;
-pub mod dispatch;
-pub mod host;
-pub mod instance;
-pub mod list;
-pub mod loader;
-pub mod logging;
-pub mod registry;
-pub mod reset;
-pub mod run;
-pub mod service;
-pub mod swap;
+mod config;
+mod daemon;
+mod logging;
+mod plugins;

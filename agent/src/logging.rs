@@ -14,6 +14,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
+use nova_agent_support::sync::lock;
 use tracing_core::{
     callsite::{Callsite, Identifier},
     field::{FieldSet, Value},
@@ -29,7 +30,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// overrides `level`; it takes `level` and `target=level` directives
 /// separated by commas (no regexes: `Targets` instead of `EnvFilter` keeps the
 /// regex engine out of the binary).
-pub fn init(level: &str) {
+pub(crate) fn init(level: &str) {
     let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
@@ -40,19 +41,19 @@ pub fn init(level: &str) {
 }
 
 /// Where the service's log goes.
-pub struct ServiceLog<'a> {
-    pub level: &'a str,
+pub(crate) struct ServiceLog<'a> {
+    pub(crate) level: &'a str,
     /// Also (or, daemonized, only) to this file, mode 0600, appended.
-    pub file: Option<&'a Path>,
+    pub(crate) file: Option<&'a Path>,
     /// stderr is gone (`run --daemonize`).
-    pub daemonized: bool,
+    pub(crate) daemonized: bool,
 }
 
 /// Starts the service's log: journald when stderr is connected to the
 /// journal (systemd says so in `JOURNAL_STREAM`), with the events' fields
 /// (`CHANNEL=`, `PLUGIN=`, `COMMAND=`) as journal fields; stderr otherwise;
 /// and the file, if any. Returns a line saying where the log goes.
-pub fn init_service(log: &ServiceLog<'_>) -> std::io::Result<String> {
+pub(crate) fn init_service(log: &ServiceLog<'_>) -> std::io::Result<String> {
     let journald = if !log.daemonized && stderr_is_journal() {
         tracing_journald::layer().ok().map(|layer| {
             layer
@@ -167,10 +168,7 @@ type CallsiteMap = HashMap<String, Vec<(Level, &'static PluginCallsite)>>;
 
 fn callsite(level: Level, target: &str) -> &'static PluginCallsite {
     static CALLSITES: OnceLock<Mutex<CallsiteMap>> = OnceLock::new();
-    let mut map = CALLSITES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut map = lock(CALLSITES.get_or_init(Default::default));
     let find = |map: &CallsiteMap, target: &str| {
         map.get(target)
             .and_then(|sites| sites.iter().find(|(l, _)| *l == level))
@@ -211,7 +209,7 @@ fn callsite(level: Level, target: &str) -> &'static PluginCallsite {
 }
 
 /// Whether a plugin's event at `level` for `target` would be recorded.
-pub fn plugin_event_enabled(level: Level, target: &str) -> bool {
+pub(crate) fn plugin_event_enabled(level: Level, target: &str) -> bool {
     if level > tracing::level_filters::LevelFilter::current() {
         return false;
     }
@@ -220,7 +218,7 @@ pub fn plugin_event_enabled(level: Level, target: &str) -> bool {
 }
 
 /// Records a plugin's event as if the agent had written it at `target`.
-pub fn plugin_event(level: Level, target: &str, message: &str) {
+pub(crate) fn plugin_event(level: Level, target: &str, message: &str) {
     if !plugin_event_enabled(level, target) {
         return;
     }

@@ -28,14 +28,14 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     /// Configuration file (TOML)
     #[arg(long, short = 'c', global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve requests until SIGTERM or SIGINT (SIGHUP reloads the plugins)
     ///
     /// In the foreground by default (systemd: Type=notify). Under systemd it
@@ -60,22 +60,23 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Default)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Fork into the background once serving (sysvinit, OpenRC); logs go to
     /// `[log] file`, by default /var/log/nova-agent.log
     #[arg(long, short = 'd')]
-    pub daemonize: bool,
+    pub(crate) daemonize: bool,
     /// Write the agent's pid to FILE (locked while it runs, removed at exit)
     #[arg(long, short = 'p', value_name = "FILE")]
-    pub pidfile: Option<PathBuf>,
+    pub(crate) pidfile: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum PluginsCommand {
+pub(crate) enum PluginsCommand {
     /// List every plugin file: its state, version and what it provides
     ///
     /// With an agent running, this is its live view (generations, requests
-    /// served, superseded code); otherwise the files are inspected.
+    /// served, superseded code); otherwise the files are loaded and
+    /// initialised here, without opening any transport.
     List {
         /// Print a JSON array instead of a table
         #[arg(long)]
@@ -96,25 +97,25 @@ pub enum PluginsCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Parse the configuration, load and initialise every plugin with its
     /// table, and report every problem; exits 1 if there is any
     Check,
 }
 
 #[derive(Args, Debug)]
-pub struct CallArgs {
+pub(crate) struct CallArgs {
     /// Command name, e.g. version, features, resetnetwork
-    pub name: String,
+    pub(crate) name: String,
     /// The request's value, sent as a JSON string ("" when absent)
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
     /// Parse VALUE as JSON instead of sending it as a string
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// The agent's socket (default: [plugins.unix-socket] path from the config)
     #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// Seconds to wait for the response
     #[arg(long, default_value_t = 120, value_name = "SECS")]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
 }

@@ -7,15 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::CallArgs;
+use crate::cli::args::CallArgs;
 use crate::config::Config;
+use crate::daemon::control;
 
 /// The unix-socket plugin's default `path`.
 const DEFAULT_SOCKET: &str = "/run/nova-agent/agent.sock";
 
 /// Sends the request, prints the response line; `Ok(true)` when the return
 /// code is "0" or "D0".
-pub fn call(args: &CallArgs, config: Option<&Config>) -> Result<bool> {
+pub(crate) fn call(args: &CallArgs, config: Option<&Config>) -> Result<bool> {
     let socket = match (&args.socket, config) {
         (Some(path), _) => path.clone(),
         (None, Some(config)) => socket_path(config)?,
@@ -90,7 +91,7 @@ fn connect(socket: &Path, run_dir: Option<&Path>) -> Result<UnixStream> {
 /// Whether the agent whose `run_dir` is given runs (its control socket
 /// answers).
 fn agent_running(run_dir: Option<&Path>) -> bool {
-    run_dir.is_some_and(|dir| UnixStream::connect(crate::control::socket_path(dir)).is_ok())
+    run_dir.is_some_and(|dir| UnixStream::connect(control::socket_path(dir)).is_ok())
 }
 
 enum Exchanged {

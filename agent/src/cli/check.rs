@@ -6,24 +6,21 @@ use std::fmt::Write as _;
 use anyhow::Result;
 
 use crate::config::Config;
-use crate::host::AgentHost;
-use crate::loader::{self, State};
-use crate::registry::Registry;
+use crate::plugins::{self, loader::State};
 
 /// The report, and whether everything is in order.
-pub fn check(config: &Config) -> Result<(String, bool)> {
+pub(crate) fn check(config: &Config) -> Result<(String, bool)> {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     // The embedded default's sandbox is created by `run`.
     if !config.is_embedded() && !config.root.is_dir() {
         problems.push(format!("root {} is not a directory", config.root.display()));
     }
-    let host = AgentHost::new(config.root.clone(), config.apply);
-    let inspection = loader::inspect(&config.plugin_dirs);
-    for (dir, problem) in &inspection.dir_problems {
+    let loaded = plugins::load_once(config);
+    let registry = &loaded.registry;
+    for (dir, problem) in &registry.dir_problems {
         problems.push(format!("plugin directory {}: {problem}", dir.display()));
     }
-    let registry = Registry::build(inspection, config, &host);
     for plugin in &registry.plugins {
         let error = plugin.error.as_deref().unwrap_or("");
         match plugin.state {
@@ -42,7 +39,7 @@ pub fn check(config: &Config) -> Result<(String, bool)> {
                 channel.exchange
             ));
         }
-        if !registry.parsers.contains_key(&channel.parser) {
+        if !registry.table.parsers.contains_key(&channel.parser) {
             problems.push(format!(
                 "channel {}: no plugin provides parser '{}'",
                 channel.name(),
@@ -66,8 +63,6 @@ pub fn check(config: &Config) -> Result<(String, bool)> {
             c.chosen
         ));
     }
-    registry.shutdown();
-
     let mut out = String::new();
     for note in &notes {
         writeln!(out, "note: {note}")?;
@@ -75,21 +70,26 @@ pub fn check(config: &Config) -> Result<(String, bool)> {
     for problem in &problems {
         writeln!(out, "error: {problem}")?;
     }
-    let loaded = registry
+    let serving = registry
         .plugins
         .iter()
         .filter(|p| p.state == State::Loaded)
         .count();
+    let commands = registry
+        .table
+        .commands
+        .keys()
+        .filter(|name| loaded.policy.refusal(&registry.table, name).is_none())
+        .count();
     writeln!(
         out,
-        "{}: {} ({loaded} plugins loaded, {} commands, {} channels)",
+        "{}: {} ({serving} plugins loaded, {commands} commands, {} channels)",
         config.source,
         if problems.is_empty() {
             "ok"
         } else {
             "has errors"
         },
-        registry.callable_commands(config).len(),
         config.channels.len()
     )?;
     Ok((out, problems.is_empty()))

@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::{Entry, View};
-use crate::swap::ReloadReport;
+use crate::plugins::view::{Entry, ReloadReport, View};
 
 /// `plugins reload`'s report.
-pub fn reload(report: &ReloadReport) -> String {
+pub(crate) fn reload(report: &ReloadReport) -> String {
     let mut out = String::new();
     for (what, lines) in [
         ("loaded", &report.loaded),
@@ -30,7 +29,7 @@ pub fn reload(report: &ReloadReport) -> String {
     out
 }
 
-pub fn text(view: &View) -> String {
+pub(crate) fn text(view: &View) -> String {
     let mut out = String::new();
     for problem in &view.dir_problems {
         let _ = writeln!(out, "{problem}");

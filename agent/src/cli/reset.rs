@@ -1,51 +1,48 @@
 //! `nova-agent resetnetwork`: run the `resetnetwork` command once, locally
 //! (at boot, before or instead of the host asking), with the metadata of the
-//! configured channels' exchanges.
+//! configured channels' exchanges, and print its response as that channel's
+//! parser encodes it.
 //!
 //! No channel is started: exchanges answer metadata without serving (the
 //! xenstore exchange opens a connection of its own), so this runs beside a
 //! running agent too. The first channel whose exchange has
 //! `vm-data/networking` entries is used; without any, the first channel.
 
-use anyhow::{bail, Result};
-use nova_agent_plugin_api::abi_stable::std_types::{RResult, RStr};
-use nova_agent_plugin_api::ffi::FfiDispatch;
+use anyhow::{anyhow, bail, Result};
+use nova_agent_plugin_api::ffi::abi_stable::std_types::{RResult, RStr};
+use nova_agent_plugin_api::ffi::FfiParsedCall;
+use nova_agent_plugin_api::ErrorKind;
 
 use crate::config::Config;
-use crate::dispatch::Dispatcher;
-use crate::host::{AgentHost, RequestContext};
-use crate::loader;
-use crate::registry::Registry;
+use crate::plugins::dispatch::{Dispatcher, RequestContext};
+use crate::plugins::{self, Loaded};
 
-/// Prints the response JSON; `Ok(true)` when it is "0".
-pub fn reset_network(config: &Config) -> Result<bool> {
-    let host = AgentHost::new(config.root.clone(), config.apply);
-    let inspection = loader::inspect(&config.plugin_dirs);
-    let registry = Registry::build(inspection, config, &host);
-    let result = run(config, &registry);
-    registry.shutdown();
-    let (code, message) = result?;
-    println!(
-        "{}",
-        serde_json::json!({"returncode": code, "message": message})
-    );
-    Ok(code == "0")
+const COMMAND: &str = "resetnetwork";
+
+/// Prints the response; `Ok(true)` when the command succeeded.
+pub(crate) fn reset_network(config: &Config) -> Result<bool> {
+    let loaded = plugins::load_once(config);
+    let (response, ok) = run(config, &loaded)?;
+    drop(loaded);
+    if !response.is_empty() {
+        println!("{response}");
+    }
+    Ok(ok)
 }
 
-fn run(config: &Config, registry: &Registry) -> Result<(String, String)> {
-    if !registry.commands.contains_key("resetnetwork") {
-        bail!("no loaded plugin provides the resetnetwork command");
-    }
+/// The response text and whether the command succeeded.
+fn run(config: &Config, loaded: &Loaded) -> Result<(String, bool)> {
+    let registry = &loaded.registry;
     let mut candidates = Vec::new();
     for channel in &config.channels {
         if let Some(exchange) = registry.exchanges.get(&channel.exchange) {
-            candidates.push((channel.name(), &exchange.object));
+            candidates.push((channel, &exchange.object));
         }
     }
     let Some(first) = candidates.first() else {
         bail!("no configured channel has a loaded exchange to read metadata from");
     };
-    let chosen = candidates
+    let (channel, exchange) = candidates
         .iter()
         .find(|(_, exchange)| {
             matches!(
@@ -54,20 +51,65 @@ fn run(config: &Config, registry: &Registry) -> Result<(String, String)> {
             )
         })
         .unwrap_or(first);
-    tracing::info!("resetnetwork with the metadata of channel {}", chosen.0);
+    let name = channel.name();
+    let parser = registry.table.parsers.get(&channel.parser).ok_or_else(|| {
+        anyhow!(
+            "channel {name}: no plugin provides parser '{}'",
+            channel.parser
+        )
+    })?;
+    tracing::info!("resetnetwork with the metadata of channel {name}");
     let dispatcher = Dispatcher {
-        registry,
-        deny: &config.deny,
+        table: &registry.table,
+        policy: &loaded.policy,
         context: RequestContext {
-            channel: &chosen.0,
-            exchange: chosen.1,
+            channel: &name,
+            exchange,
         },
     };
-    match dispatcher
-        .run(RStr::from_str("resetnetwork"), RStr::from_str("\"\""))
-        .into_option()
-    {
-        Some(reply) => Ok((reply.code.into(), reply.message.into())),
-        None => bail!("resetnetwork is denied by [commands] deny"),
+    let call = FfiParsedCall {
+        command: COMMAND.into(),
+        arguments: "\"\"".into(),
+        context: "".into(),
+    };
+    let outcome = dispatcher.dispatch(&call);
+    match ErrorKind::from_u8(outcome.kind) {
+        _ if outcome.kind == 0 => {}
+        ErrorKind::UnknownCommand => bail!("no loaded plugin provides the {COMMAND} command"),
+        ErrorKind::Disabled if outcome.text.is_empty() => {
+            bail!("{COMMAND} is denied by [commands] deny")
+        }
+        ErrorKind::Disabled => bail!("{COMMAND} is disabled: {}", outcome.text),
+        _ => {}
+    }
+    let encoded = match parser.object.encode(&call, &outcome).into_result() {
+        Ok(encoded) => encoded.into_option().map(Vec::from).unwrap_or_default(),
+        Err(e) => bail!(
+            "parser '{}' failed to encode the response: {e}",
+            channel.parser
+        ),
+    };
+    Ok((compact(&encoded), outcome.kind == 0))
+}
+
+/// The response on one line: compact JSON when it is JSON.
+fn compact(response: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(response) {
+        Ok(json) => json.to_string(),
+        Err(_) => String::from_utf8_lossy(response).trim_end().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_responses_print_compact_and_others_as_text() {
+        assert_eq!(
+            compact(br#"{"message": "", "returncode": "0"}"#),
+            r#"{"message":"","returncode":"0"}"#
+        );
+        assert_eq!(compact(b"OK\n"), "OK");
     }
 }

@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use serde::{Deserialize, Serialize};
 
-pub const SOCKET_NAME: &str = "control.sock";
+pub(crate) const SOCKET_NAME: &str = "control.sock";
 
 /// The longest request line read.
 const MAX_REQUEST: u64 = 4096;
@@ -33,19 +33,19 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
-pub enum Request {
+pub(crate) enum Request {
     List,
     Reload,
 }
 
-pub fn socket_path(run_dir: &Path) -> PathBuf {
+pub(crate) fn socket_path(run_dir: &Path) -> PathBuf {
     run_dir.join(SOCKET_NAME)
 }
 
 /// Answers one request; the error is shown to the client.
-pub type Handler = dyn Fn(Request) -> Result<serde_json::Value, String> + Send + Sync;
+pub(crate) type Handler = dyn Fn(Request) -> Result<serde_json::Value, String> + Send + Sync;
 
-pub struct ControlServer {
+pub(crate) struct ControlServer {
     path: PathBuf,
     /// Device and inode of our socket file, to remove only our own.
     id: (u64, u64),
@@ -56,7 +56,7 @@ pub struct ControlServer {
 impl ControlServer {
     /// Opens the socket (refusing if another agent answers on it) and serves
     /// it on a thread of its own.
-    pub fn start(run_dir: &Path, handler: Arc<Handler>) -> Result<ControlServer> {
+    pub(crate) fn start(run_dir: &Path, handler: Arc<Handler>) -> Result<ControlServer> {
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("creating run_dir {}", run_dir.display()))?;
         let path = socket_path(run_dir);
@@ -96,12 +96,13 @@ impl ControlServer {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Stops accepting and removes the socket file if it is still ours.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.stopping.store(true, Ordering::Release);
         // Wakes the blocking accept.
         let _ = UnixStream::connect(&self.path);
@@ -182,7 +183,7 @@ fn answer(mut stream: &UnixStream, outcome: Result<serde_json::Value, String>) -
 
 /// Sends `request` to the agent whose run_dir is `run_dir`. `Ok(None)` when
 /// no agent is running there (no socket, or nobody listening).
-pub fn request(
+pub(crate) fn request(
     run_dir: &Path,
     request: Request,
     timeout: Duration,

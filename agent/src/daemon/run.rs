@@ -10,17 +10,17 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::config::Config;
-use crate::control::{self, ControlServer};
-use crate::host::{AgentHost, AGENT_VERSION};
-use crate::list;
-use crate::service::{self, Pidfile};
-use crate::swap::{self, Plugins, ReloadJob, Trigger};
+use crate::daemon::control::{self, ControlServer};
+use crate::daemon::service::{self, Pidfile};
+use crate::daemon::swap::{self, Plugins, ReloadJob, Trigger};
+use crate::plugins::host::AGENT_VERSION;
+use crate::plugins::view;
 
 /// Time the channels and plugins get to stop after a stop signal; the agent
 /// exits within 5 s whatever they do.
 const STOP_BUDGET: Duration = Duration::from_millis(4500);
 
-pub fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<()> {
+pub(crate) fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<()> {
     // Block the stop signals before any thread exists, so every thread (ours
     // and the plugins') inherits the mask and only `sigwait` below sees them.
     // Child processes get an empty mask again: std resets it in the child.
@@ -42,8 +42,7 @@ pub fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<()> {
 
     let _pidfile = pidfile.map(Pidfile::create).transpose()?;
     let config = Arc::new(config);
-    let host = AgentHost::new(config.root.clone(), config.apply);
-    let plugins = Arc::new(Plugins::new(Arc::clone(&config), host));
+    let plugins = Arc::new(Plugins::new(Arc::clone(&config)));
     // Reload jobs queue up until the reload thread starts, after the first
     // load.
     let (reloads, jobs) = mpsc::channel();
@@ -89,8 +88,11 @@ pub fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<()> {
         );
     }
     if let Some(interval) = service::watchdog_interval() {
-        service::spawn_watchdog(Arc::clone(&plugins), interval)
-            .context("starting the watchdog thread")?;
+        let (stopping, plugins) = (Arc::clone(&plugins.shared.stopping), Arc::clone(&plugins));
+        service::spawn_watchdog(interval, stopping, move |longer_than| {
+            plugins.stalled_channels(longer_than)
+        })
+        .context("starting the watchdog thread")?;
         tracing::info!(
             "systemd watchdog every {interval:?}: keep-alives while no channel is stalled"
         );
@@ -127,7 +129,7 @@ fn control_handler(
     let plugins = Arc::clone(plugins);
     Arc::new(move |request| match request {
         control::Request::List => {
-            let view = list::live_view(&plugins.registry(), plugins.channels().to_vec());
+            let view = view::live_view(&plugins.registry(), plugins.channels().to_vec());
             serde_json::to_value(view).map_err(|e| e.to_string())
         }
         control::Request::Reload => {

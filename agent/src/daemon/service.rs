@@ -10,15 +10,15 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-
-use crate::swap::Plugins;
+use nova_agent_support::sync::lock;
 
 /// sd_notify(3), for `Type=notify` units; a no-op outside systemd.
-pub fn notify(state: &str) {
+pub(crate) fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
@@ -44,7 +44,7 @@ pub fn notify(state: &str) {
 
 /// The agent is serving: tells systemd (READY=1 and the status line) and, when
 /// daemonized, the waiting parent.
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     notify(&format!("READY=1\nSTATUS={status}"));
     if let Some(pipe) = lock(parent_pipe()).take() {
         let mut pipe = pipe;
@@ -54,7 +54,7 @@ pub fn ready(status: &str) {
 
 /// Tells the waiting parent of a daemonized agent why it could not start
 /// (it prints the reason and exits 1). A no-op otherwise.
-pub fn failed(reason: &str) {
+pub(crate) fn failed(reason: &str) {
     if let Some(mut pipe) = lock(parent_pipe()).take() {
         let _ = pipe.write_all(reason.as_bytes());
     }
@@ -67,12 +67,8 @@ fn parent_pipe() -> &'static Mutex<Option<File>> {
     PIPE.get_or_init(|| Mutex::new(None))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The watchdog systemd asked for (`WatchdogSec=`), if it is meant for us.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok()? != std::process::id() {
@@ -83,22 +79,20 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 /// Sends a keep-alive every half `interval` as long as no channel is stalled
-/// (every worker inside one request, none finished for `interval`); a
-/// stalled agent gets no keep-alive, and systemd restarts it.
-pub fn spawn_watchdog(
-    plugins: Arc<Plugins>,
+/// (`stalled_channels(interval)` names none: every worker inside one
+/// request, none finished for `interval`); a stalled agent gets no
+/// keep-alive, and systemd restarts it. Ends once `stopping` is set.
+pub(crate) fn spawn_watchdog(
     interval: Duration,
+    stopping: Arc<AtomicBool>,
+    stalled_channels: impl Fn(Duration) -> Vec<String> + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
             let mut stalled_before = false;
-            while !plugins
-                .shared
-                .stopping
-                .load(std::sync::atomic::Ordering::Acquire)
-            {
-                let stalled = plugins.stalled_channels(interval);
+            while !stopping.load(Ordering::Acquire) {
+                let stalled = stalled_channels(interval);
                 if stalled.is_empty() {
                     notify("WATCHDOG=1");
                     stalled_before = false;
@@ -119,7 +113,7 @@ pub fn spawn_watchdog(
 /// says why it is not) and exits with 0 (or 1). The child continues in a new
 /// session, in `/`, with stdin, stdout and stderr on `/dev/null`. Must run
 /// before any thread exists.
-pub fn daemonize() -> Result<()> {
+pub(crate) fn daemonize() -> Result<()> {
     let (read_end, write_end) = nix::unistd::pipe().context("creating a pipe")?;
     // SAFETY: no other thread exists yet (the caller's contract), so the
     // child may run anything after fork.
@@ -162,7 +156,7 @@ pub fn daemonize() -> Result<()> {
 }
 
 /// A pidfile, locked while the agent runs, removed when dropped.
-pub struct Pidfile {
+pub(crate) struct Pidfile {
     path: PathBuf,
     _file: File,
 }
@@ -171,7 +165,7 @@ impl Pidfile {
     /// Writes this process's pid to `path`, refusing if another live agent
     /// holds it (the lock, not the file's existence, decides: a pidfile left
     /// by a crash is taken over).
-    pub fn create(path: &Path) -> Result<Pidfile> {
+    pub(crate) fn create(path: &Path) -> Result<Pidfile> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -1,82 +1,329 @@
-//! The dispatcher a parser calls to run a command.
+//! The dispatcher: runs one decoded call and returns its outcome; and the
+//! policy it applies (`[commands] deny`, gates).
 //!
 //! Architecture invariant: this is the only place that decides whether a
-//! command may run (`[commands] deny`); a denied command reads as unknown.
-//! It never logs a request's value or a reply's message: they carry
-//! passwords, keys and ciphertexts.
+//! command may run. An unknown command is answered `UnknownCommand`; a denied
+//! one, or one a closed gate holds, `Disabled` (the message empty for deny,
+//! the gate's reason for a gate); the parser decides how each reads on the
+//! wire. It never logs a call's arguments or an outcome's value or message:
+//! they carry passwords, keys and ciphertexts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use nova_agent_plugin_api::abi_stable::{
+use nova_agent_plugin_api::ffi::abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RStr},
+    std_types::{ROption, RResult, RStr, RString, RVec},
 };
-use nova_agent_plugin_api::ffi::{FfiCall_TO, FfiDispatch};
-use nova_agent_plugin_api::{PluginError, Reply};
+use nova_agent_plugin_api::ffi::{
+    ExchangeBox, FfiCall, FfiCall_TO, FfiError, FfiOutcome, FfiParsedCall, FfiResult,
+};
+use nova_agent_plugin_api::ErrorKind;
+use nova_agent_support::sync::lock;
 
-use crate::host::RequestContext;
-use crate::registry::Registry;
+use crate::plugins::registry::Table;
 
-pub struct Dispatcher<'a> {
-    pub registry: &'a Registry,
-    pub deny: &'a BTreeSet<String>,
-    pub context: RequestContext<'a>,
+/// Who may run: `[commands] deny`, and the state of every gate, agent-wide
+/// and keyed by gate name, so that it survives hot swaps. The gates'
+/// declarations come from the serving table.
+#[derive(Debug, Default)]
+pub(crate) struct Policy {
+    deny: BTreeSet<String>,
+    /// Gate name → closed.
+    gates: Mutex<BTreeMap<String, bool>>,
 }
 
-impl Dispatcher<'_> {
-    fn run_command(&self, name: &str, value_json: &str) -> Option<Reply> {
-        if self.deny.contains(name) {
-            tracing::info!(
-                channel = self.context.channel,
-                "command {name:?} is denied by [commands] deny"
-            );
-            return None;
+impl Policy {
+    pub(crate) fn new(deny: BTreeSet<String>) -> Policy {
+        Policy {
+            deny,
+            gates: Mutex::default(),
         }
-        let Some(command) = self.registry.commands.get(name) else {
-            tracing::info!(channel = self.context.channel, "unknown command {name:?}");
-            return None;
-        };
-        let started = Instant::now();
-        let call = FfiCall_TO::from_ptr(&self.context, TD_Opaque);
-        let reply = match command.object.run(call, RStr::from_str(value_json)) {
-            RResult::ROk(reply) => reply,
-            RResult::RErr(PluginError::Failed(message)) => Reply::error(message),
-            RResult::RErr(PluginError::Panicked(message)) => {
-                tracing::error!(
-                    channel = self.context.channel,
-                    plugin = command.plugin(),
-                    command = name,
-                    "command {name:?} panicked: {message}"
-                );
-                Reply::error(format!(
-                    "command '{name}' failed unexpectedly; see the agent's log"
-                ))
-            }
-        };
-        command
-            .instance
-            .count(matches!(reply.code.as_str(), "0" | "D0"));
-        tracing::info!(
-            channel = self.context.channel,
-            plugin = command.plugin(),
-            command = name,
-            "command {name:?} answered {} in {:.1?}",
-            reply.code,
-            started.elapsed()
-        );
-        Some(reply)
+    }
+
+    /// Why `command` may not run under `table` now: `Some("")` when denied,
+    /// `Some(reason)` when a closed gate holds it.
+    pub(crate) fn refusal(&self, table: &Table, command: &str) -> Option<String> {
+        if self.deny.contains(command) {
+            return Some(String::new());
+        }
+        let gates = lock(&self.gates);
+        table
+            .gates
+            .values()
+            .find(|gate| {
+                gates.get(&gate.name) == Some(&true) && !gate.allow.iter().any(|c| c == command)
+            })
+            .map(|gate| gate.reason.clone())
+    }
+
+    /// Closes or opens a gate `table` declares.
+    pub(crate) fn set_gate(&self, table: &Table, gate: &str, closed: bool) -> Result<(), String> {
+        if !table.gates.contains_key(gate) {
+            return Err(format!("no loaded plugin declares gate '{gate}'"));
+        }
+        let before = lock(&self.gates).insert(gate.to_owned(), closed);
+        if before.unwrap_or(false) != closed {
+            tracing::info!(gate, "gate {}", if closed { "closed" } else { "opened" });
+        }
+        Ok(())
+    }
+
+    /// Whether `gate` is declared in `table` and closed.
+    pub(crate) fn gate_closed(&self, table: &Table, gate: &str) -> bool {
+        table.gates.contains_key(gate) && lock(&self.gates).get(gate) == Some(&true)
     }
 }
 
-impl FfiDispatch for Dispatcher<'_> {
-    fn run(&self, command: RStr<'_>, value_json: RStr<'_>) -> ROption<Reply> {
-        // Runs inside the parser's call stack, behind an extern "C" frame.
-        catch_unwind(AssertUnwindSafe(|| {
-            self.run_command(command.as_str(), value_json.as_str())
-        }))
-        .unwrap_or_else(|_| Some(Reply::error("internal error in the agent's dispatcher")))
-        .into()
+/// One request's context, as the command sees it: its channel, and
+/// metadata through its exchange.
+pub(crate) struct RequestContext<'a> {
+    pub(crate) channel: &'a str,
+    pub(crate) exchange: &'a ExchangeBox,
+}
+
+fn panicked() -> FfiError {
+    FfiError::Panicked("the agent panicked while serving a metadata request".into())
+}
+
+// These run inside a command's call stack, behind `extern "C"` frames: a
+// panic here would abort the agent.
+impl FfiCall for RequestContext<'_> {
+    fn channel(&self) -> RString {
+        self.channel.into()
+    }
+
+    fn metadata_read(&self, key: RStr<'_>) -> FfiResult<ROption<RString>> {
+        catch_unwind(AssertUnwindSafe(|| self.exchange.metadata_read(key)))
+            .unwrap_or_else(|_| RResult::RErr(panicked()))
+    }
+
+    fn metadata_list(&self, dir: RStr<'_>) -> FfiResult<RVec<RString>> {
+        catch_unwind(AssertUnwindSafe(|| self.exchange.metadata_list(dir)))
+            .unwrap_or_else(|_| RResult::RErr(panicked()))
+    }
+}
+
+/// Runs calls against one table snapshot.
+pub(crate) struct Dispatcher<'a> {
+    pub(crate) table: &'a Table,
+    pub(crate) policy: &'a Policy,
+    pub(crate) context: RequestContext<'a>,
+}
+
+/// An outcome the agent decides itself.
+pub(crate) fn agent_outcome(kind: ErrorKind, message: &str) -> FfiOutcome {
+    FfiOutcome {
+        kind: kind.to_u8(),
+        text: message.into(),
+        success_response: true,
+    }
+}
+
+/// How an outcome reads in the log: `ok`, or its kind.
+pub(crate) fn label(outcome: &FfiOutcome) -> &'static str {
+    if outcome.kind == 0 {
+        return "ok";
+    }
+    match ErrorKind::from_u8(outcome.kind) {
+        ErrorKind::UnknownCommand => "unknown-command",
+        ErrorKind::Disabled => "disabled",
+        ErrorKind::BadArguments => "bad-arguments",
+        ErrorKind::NotFound => "not-found",
+        ErrorKind::Panicked => "panicked",
+        _ => "failed",
+    }
+}
+
+impl Dispatcher<'_> {
+    /// Runs `call` if the policy lets it, and counts it against the
+    /// command's plugin.
+    pub(crate) fn dispatch(&self, call: &FfiParsedCall) -> FfiOutcome {
+        let name = call.command.as_str();
+        let channel = self.context.channel;
+        let started = Instant::now();
+        let Some(command) = self.table.commands.get(name) else {
+            let outcome = agent_outcome(ErrorKind::UnknownCommand, "");
+            tracing::info!(
+                channel,
+                command = name,
+                "command {name:?} answered {} in {:.1?}",
+                label(&outcome),
+                started.elapsed()
+            );
+            return outcome;
+        };
+        let plugin = command.plugin();
+        let mut outcome = match self.policy.refusal(self.table, name) {
+            Some(reason) => agent_outcome(ErrorKind::Disabled, &reason),
+            None => {
+                let context = FfiCall_TO::from_ptr(&self.context, TD_Opaque);
+                let arguments = call.arguments.as_rstr();
+                let outcome = command.object.object.run(context, arguments);
+                command.instance.count(outcome.kind == 0);
+                outcome
+            }
+        };
+        if outcome.kind == ErrorKind::Panicked.to_u8() {
+            tracing::error!(
+                channel,
+                plugin,
+                command = name,
+                "command {name:?} panicked: {}",
+                outcome.text
+            );
+            outcome.text =
+                format!("command '{name}' failed unexpectedly; see the agent's log").into();
+        }
+        tracing::info!(
+            channel,
+            plugin,
+            command = name,
+            "command {name:?} answered {} in {:.1?}",
+            label(&outcome),
+            started.elapsed()
+        );
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testing::{self, ToyAgent};
+    use nova_agent_plugin_api::Gate;
+
+    fn table_with_gate() -> Table {
+        let mut table = Table::default();
+        let gate = Gate::new("frozen")
+            .reason("the agent is in frozen state")
+            .allow(["guest-thaw", "guest-ping"]);
+        table.gates.insert(gate.name.clone(), gate);
+        table
+    }
+
+    #[test]
+    fn deny_and_closed_gates_refuse_with_their_reason() {
+        let table = table_with_gate();
+        let policy = Policy::new(["password".to_owned()].into());
+        assert_eq!(policy.refusal(&table, "password"), Some(String::new()));
+        assert_eq!(policy.refusal(&table, "version"), None);
+        policy.set_gate(&table, "frozen", true).unwrap();
+        assert!(policy.gate_closed(&table, "frozen"));
+        assert_eq!(
+            policy.refusal(&table, "version").as_deref(),
+            Some("the agent is in frozen state")
+        );
+        assert_eq!(policy.refusal(&table, "guest-thaw"), None);
+        // Deny wins over a gate that allows the command.
+        assert_eq!(policy.refusal(&table, "password"), Some(String::new()));
+        policy.set_gate(&table, "frozen", false).unwrap();
+        assert_eq!(policy.refusal(&table, "version"), None);
+    }
+
+    #[test]
+    fn gate_state_outlives_its_declaration() {
+        let table = table_with_gate();
+        let policy = Policy::default();
+        policy.set_gate(&table, "frozen", true).unwrap();
+        // A registry without the declaring plugin: nothing is held.
+        let empty = Table::default();
+        assert!(!policy.gate_closed(&empty, "frozen"));
+        assert_eq!(policy.refusal(&empty, "version"), None);
+        // The plugin is back (a new generation): the gate is still closed.
+        assert!(policy.gate_closed(&table, "frozen"));
+    }
+
+    #[test]
+    fn an_undeclared_gate_cannot_be_set() {
+        let policy = Policy::default();
+        assert_eq!(
+            policy.set_gate(&Table::default(), "frozen", true),
+            Err("no loaded plugin declares gate 'frozen'".to_owned())
+        );
+    }
+
+    #[test]
+    fn outcomes_are_labelled_by_kind() {
+        assert_eq!(
+            label(&agent_outcome(ErrorKind::UnknownCommand, "")),
+            "unknown-command"
+        );
+        assert_eq!(label(&agent_outcome(ErrorKind::Panicked, "x")), "panicked");
+        let ok = FfiOutcome {
+            kind: 0,
+            text: "\"2.0.0\"".into(),
+            success_response: true,
+        };
+        assert_eq!(label(&ok), "ok");
+    }
+
+    fn run(agent: &ToyAgent, command: &str, arguments: &str) -> FfiOutcome {
+        let table = agent.serving.load_full();
+        let exchange = &agent.registry.exchanges["queue"].object;
+        let dispatcher = Dispatcher {
+            table: &table,
+            policy: &agent.policy,
+            context: RequestContext {
+                channel: "queue+lines",
+                exchange,
+            },
+        };
+        let call = FfiParsedCall {
+            command: command.into(),
+            arguments: arguments.into(),
+            context: "".into(),
+        };
+        dispatcher.dispatch(&call)
+    }
+
+    fn error(kind: ErrorKind, message: &str) -> FfiOutcome {
+        agent_outcome(kind, message)
+    }
+
+    #[test]
+    fn the_dispatcher_runs_what_the_policy_lets_through() {
+        let agent = ToyAgent::new(&testing::config("lines", &["big"]));
+        let ok = run(&agent, "echo", "[1]");
+        assert_eq!(ok.kind, 0);
+        assert_eq!(ok.text.as_str(), r#"["queue+lines","[1]"]"#);
+        assert!(ok.success_response);
+        assert!(!run(&agent, "quiet", "null").success_response);
+
+        assert_eq!(
+            run(&agent, "nope", "null"),
+            error(ErrorKind::UnknownCommand, "")
+        );
+        assert_eq!(run(&agent, "big", "3"), error(ErrorKind::Disabled, ""));
+
+        assert_eq!(run(&agent, "freeze", "true").kind, 0);
+        assert_eq!(
+            run(&agent, "quiet", "null"),
+            error(ErrorKind::Disabled, "the agent is frozen")
+        );
+        assert_eq!(run(&agent, "echo", "2").kind, 0);
+        assert_eq!(run(&agent, "freeze", "false").kind, 0);
+        assert_eq!(run(&agent, "quiet", "null").kind, 0);
+    }
+
+    #[test]
+    fn a_panicking_command_is_answered_without_its_panic_text() {
+        let agent = ToyAgent::new(&testing::config("lines", &[]));
+        let outcome = run(&agent, "panics", "null");
+        assert_eq!(
+            outcome,
+            error(
+                ErrorKind::Panicked,
+                "command 'panics' failed unexpectedly; see the agent's log"
+            )
+        );
+        let toy = &agent.registry.table.commands["panics"].instance;
+        assert_eq!(toy.requests(), (1, 1));
+        run(&agent, "echo", "1");
+        // Refused calls never reach the plugin, and are not counted.
+        run(&agent, "nope", "1");
+        assert_eq!(toy.requests(), (2, 1));
     }
 }

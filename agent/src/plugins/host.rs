@@ -1,45 +1,77 @@
-//! The services the agent gives plugins (`FfiHost`), and the per-request
-//! context a command sees (`FfiCall`).
+//! The services the agent gives plugins (`FfiHost`): the log bridge, the
+//! agent's version, root and `apply`, the command list, and the gates.
 //!
 //! These run inside a plugin's call stack, behind `extern "C"` frames: a panic
 //! here would abort the agent, so each method is guarded.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
-use nova_agent_plugin_api::abi_stable::{
+use nova_agent_plugin_api::ffi::abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RStr, RString, RVec},
+    std_types::{RResult, RStr, RString, RVec},
 };
-use nova_agent_plugin_api::ffi::{ExchangeBox, FfiCall, FfiHost, FfiHost_TO, HostBox};
-use nova_agent_plugin_api::{LogLevel, PluginError};
+use nova_agent_plugin_api::ffi::{
+    FfiCommandInfo, FfiError, FfiHost, FfiHost_TO, FfiResult, HostBox,
+};
+use nova_agent_plugin_api::LogLevel;
 
 use crate::logging;
+use crate::plugins::dispatch::Policy;
+use crate::plugins::registry::Table;
 
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What every plugin is told about the agent.
 #[derive(Clone)]
-pub struct AgentHost {
-    pub root: PathBuf,
-    pub apply: bool,
-    /// The names a request may call, published whenever the registry changes.
-    pub command_names: Arc<ArcSwap<Vec<String>>>,
+pub(crate) struct AgentHost {
+    root: String,
+    apply: bool,
+    policy: Arc<Policy>,
+    /// The serving table. Weak: plugins hold their host, and the table holds
+    /// the plugins.
+    table: Weak<ArcSwap<Table>>,
 }
 
 impl AgentHost {
-    pub fn new(root: PathBuf, apply: bool) -> Self {
+    pub(crate) fn new(
+        root: &std::path::Path,
+        apply: bool,
+        policy: &Arc<Policy>,
+        table: &Arc<ArcSwap<Table>>,
+    ) -> Self {
         AgentHost {
-            root,
+            root: root.to_string_lossy().into_owned(),
             apply,
-            command_names: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            policy: Arc::clone(policy),
+            table: Arc::downgrade(table),
         }
     }
 
-    pub fn to_ffi(&self) -> HostBox {
+    pub(crate) fn to_ffi(&self) -> HostBox {
         FfiHost_TO::from_value(self.clone(), TD_Opaque)
+    }
+
+    /// The serving table; an empty one once the agent has let go of it.
+    fn table(&self) -> Arc<Table> {
+        self.table
+            .upgrade()
+            .map(|table| table.load_full())
+            .unwrap_or_default()
+    }
+
+    fn command_list(&self) -> Vec<FfiCommandInfo> {
+        let table = self.table();
+        table
+            .commands
+            .iter()
+            .map(|(name, command)| FfiCommandInfo {
+                name: name.as_str().into(),
+                enabled: self.policy.refusal(&table, name).is_none(),
+                success_response: command.object.success_response,
+            })
+            .collect()
     }
 }
 
@@ -47,66 +79,124 @@ fn guarded<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
+fn agent_panicked() -> FfiError {
+    FfiError::Panicked("the agent panicked while serving a host request".into())
+}
+
 impl FfiHost for AgentHost {
-    fn log_enabled(&self, level: LogLevel, target: RStr<'_>) -> bool {
+    fn log_enabled(&self, level: u8, target: RStr<'_>) -> bool {
         guarded(false, || {
-            logging::plugin_event_enabled(level.to_tracing(), target.as_str())
+            logging::plugin_event_enabled(LogLevel(level).to_tracing(), target.as_str())
         })
     }
 
-    fn log(&self, level: LogLevel, target: RStr<'_>, message: RStr<'_>) {
+    fn log(&self, level: u8, target: RStr<'_>, message: RStr<'_>) {
         guarded((), || {
-            logging::plugin_event(level.to_tracing(), target.as_str(), message.as_str())
+            logging::plugin_event(
+                LogLevel(level).to_tracing(),
+                target.as_str(),
+                message.as_str(),
+            )
         })
     }
 
     fn agent_version(&self) -> RString {
-        AGENT_VERSION.into()
+        guarded(RString::new(), || AGENT_VERSION.into())
     }
 
-    fn command_names(&self) -> RVec<RString> {
-        guarded(RVec::new(), || {
-            self.command_names
-                .load()
-                .iter()
-                .map(|n| RString::from(n.as_str()))
-                .collect()
-        })
+    fn commands(&self) -> RVec<FfiCommandInfo> {
+        guarded(RVec::new(), || self.command_list().into())
     }
 
     fn root(&self) -> RString {
-        self.root.to_string_lossy().into_owned().into()
+        guarded(RString::new(), || self.root.as_str().into())
     }
 
     fn apply(&self) -> bool {
-        self.apply
-    }
-}
-
-/// One request's context: its channel, and metadata through its exchange.
-pub struct RequestContext<'a> {
-    pub channel: &'a str,
-    pub exchange: &'a ExchangeBox,
-}
-
-fn panicked() -> PluginError {
-    PluginError::Panicked("the agent panicked while serving a metadata request".into())
-}
-
-impl FfiCall for RequestContext<'_> {
-    fn channel(&self) -> RString {
-        self.channel.into()
+        guarded(false, || self.apply)
     }
 
-    fn metadata_read(&self, key: RStr<'_>) -> RResult<ROption<RString>, PluginError> {
-        guarded(RResult::RErr(panicked()), || {
-            self.exchange.metadata_read(key)
+    fn set_gate(&self, gate: RStr<'_>, closed: bool) -> FfiResult<()> {
+        guarded(RResult::RErr(agent_panicked()), || {
+            self.policy
+                .set_gate(&self.table(), gate.as_str(), closed)
+                .map_err(|e| FfiError::Failed(e.into()))
+                .into()
         })
     }
 
-    fn metadata_list(&self, dir: RStr<'_>) -> RResult<RVec<RString>, PluginError> {
-        guarded(RResult::RErr(panicked()), || {
-            self.exchange.metadata_list(dir)
+    fn gate_closed(&self, gate: RStr<'_>) -> bool {
+        guarded(false, || {
+            self.policy.gate_closed(&self.table(), gate.as_str())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nova_agent_plugin_api::Gate;
+
+    #[test]
+    fn gates_are_set_through_the_serving_table() {
+        let policy = Arc::new(Policy::default());
+        let serving = Arc::new(ArcSwap::from_pointee(Table::default()));
+        let host = AgentHost::new(std::path::Path::new("/guest"), false, &policy, &serving);
+        assert_eq!(host.root().as_str(), "/guest");
+        assert!(!FfiHost::apply(&host));
+        let refused = host.set_gate(RStr::from_str("frozen"), true).into_result();
+        assert_eq!(
+            refused.unwrap_err(),
+            FfiError::Failed("no loaded plugin declares gate 'frozen'".into())
+        );
+
+        let mut table = Table::default();
+        table.gates.insert("frozen".into(), Gate::new("frozen"));
+        serving.store(Arc::new(table));
+        host.set_gate(RStr::from_str("frozen"), true).unwrap();
+        assert!(host.gate_closed(RStr::from_str("frozen")));
+        assert!(policy.refusal(&serving.load(), "anything").is_some());
+
+        // Once the agent lets go of its table, the host answers as empty.
+        drop(serving);
+        assert!(!host.gate_closed(RStr::from_str("frozen")));
+        assert!(FfiHost::commands(&host).is_empty());
+    }
+
+    #[test]
+    fn plugins_see_every_command_with_whether_it_may_run() {
+        let agent = crate::plugins::testing::ToyAgent::new(&crate::plugins::testing::config(
+            "lines",
+            &["big"],
+        ));
+        let listed = |host: &AgentHost| -> Vec<(String, bool, bool)> {
+            FfiHost::commands(host)
+                .iter()
+                .map(|c| (c.name.to_string(), c.enabled, c.success_response))
+                .collect()
+        };
+        let entry = |name: &str, enabled, answered| (name.to_owned(), enabled, answered);
+        assert_eq!(
+            listed(&agent.host),
+            [
+                entry("big", false, true),
+                entry("echo", true, true),
+                entry("freeze", true, true),
+                entry("panics", true, true),
+                entry("quiet", true, false),
+            ]
+        );
+        agent.host.set_gate(RStr::from_str("frozen"), true).unwrap();
+        assert_eq!(
+            listed(&agent.host),
+            [
+                entry("big", false, true),
+                entry("echo", true, true),
+                entry("freeze", true, true),
+                entry("panics", false, true),
+                entry("quiet", false, false),
+            ]
+        );
+        assert_eq!(agent.host.agent_version().as_str(), AGENT_VERSION);
     }
 }

@@ -1,54 +1,55 @@
 //! One initialised generation of one plugin: the objects its `init` returned,
 //! where its code came from, and what it has served.
 //!
-//! A generation is shared (`Arc`) by every registry that serves it and by
-//! every channel running its exchange; the agent retires it (runs its
-//! `shutdown`) only once it holds the last reference, so no request is still
-//! inside its code.
+//! A generation is shared (`Arc`) by every registry that serves it, every
+//! request that holds such a registry, and every channel running its
+//! exchange. It is retired when the last of them lets go: its `Drop` runs the
+//! plugin's `shutdown`, then drops its objects.
 //!
-//! Architecture invariant: `shutdown` runs at most once per instance, and
-//! never while a request may be inside its code: once nothing references it,
-//! or, for a plugin that provides only exchanges, once its channels stopped.
+//! Architecture invariant: `shutdown` runs at most once per instance (it is
+//! the `Drop`), and never while a request may be inside its code (a request
+//! holds a reference for its whole life, and a channel holds its exchange's
+//! until its workers are joined).
 
+use std::collections::HashSet;
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use nova_agent_plugin_api::abi_stable::std_types::{RResult, RStr, RString, RVec, Tuple2};
-use nova_agent_plugin_api::ffi::{CommandBox, ExchangeBox, LifecycleBox, ParserBox, PluginRootRef};
+use nova_agent_plugin_api::ffi::abi_stable::std_types::{RResult, RStr, RString, RVec, Tuple2};
+use nova_agent_plugin_api::ffi::{
+    CommandBox, ExchangeBox, HostBox, LifecycleBox, ParserBox, PluginRootRef,
+};
+use nova_agent_plugin_api::Gate;
+use nova_agent_support::sync::{lock, wait_timeout};
 
-use crate::config::Config;
-use crate::host::AgentHost;
-use crate::loader::{FileId, Manifest};
+use crate::plugins::loader::{valid_name, Manifest, Opened, Origin};
 
-/// Where an instance's code is mapped from.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    /// The path in the plugin directory.
-    pub file: PathBuf,
-    /// The file as it was when it was copied and opened.
-    pub id: FileId,
-    /// Bytes of the process's address space the opened copy maps.
-    pub mapped_bytes: u64,
+/// A command as its plugin provides it.
+pub(crate) struct CommandEntry {
+    /// `false`: a success is not answered (QGA's `guest-shutdown`).
+    pub(crate) success_response: bool,
+    pub(crate) object: CommandBox,
 }
 
-pub struct Instance {
+pub(crate) struct Instance {
     /// The module it came from (never unloaded).
-    pub root: PluginRootRef,
-    pub manifest: Manifest,
-    pub exchanges: Vec<(String, Arc<ExchangeBox>)>,
-    pub parsers: Vec<(String, Arc<ParserBox>)>,
-    pub commands: Vec<(String, Arc<CommandBox>)>,
-    pub origin: Origin,
+    pub(crate) root: PluginRootRef,
+    pub(crate) manifest: Manifest,
+    pub(crate) exchanges: Vec<(String, Arc<ExchangeBox>)>,
+    pub(crate) parsers: Vec<(String, Arc<ParserBox>)>,
+    pub(crate) commands: Vec<(String, Arc<CommandEntry>)>,
+    /// The gates it declares; the agent keeps their state.
+    pub(crate) gates: Vec<Gate>,
+    pub(crate) origin: Origin,
     /// 1 for the first load of this plugin name in this process.
-    pub generation: u64,
-    pub loaded_at: SystemTime,
-    pub served: AtomicU64,
-    pub failed: AtomicU64,
+    pub(crate) generation: u64,
+    pub(crate) loaded_at: SystemTime,
+    served: AtomicU64,
+    failed: AtomicU64,
     lifecycle: LifecycleBox,
-    retired: AtomicBool,
+    retired: Arc<Retired>,
 }
 
 impl fmt::Debug for Instance {
@@ -62,82 +63,139 @@ impl fmt::Debug for Instance {
 }
 
 impl Instance {
-    /// Runs the plugin's `init` with its config table and checks that it
-    /// provides exactly what its manifest declares. The error is one line.
-    pub fn init(
-        root: PluginRootRef,
-        manifest: Manifest,
-        origin: Origin,
+    /// Runs the plugin's `init` with its config table (as JSON) and checks
+    /// the names of what it provides. The error is one line.
+    pub(crate) fn init(
+        opened: Opened,
         generation: u64,
-        config: &Config,
-        host: &AgentHost,
+        config_json: &str,
+        host: HostBox,
     ) -> Result<Instance, String> {
-        let json = config.plugin_json(&manifest.name);
-        let provided = match (root.init())(host.to_ffi(), RStr::from_str(json)) {
+        let Opened {
+            root,
+            manifest,
+            origin,
+        } = opened;
+        let provided = match (root.init())(host, RStr::from_str(config_json)) {
             RResult::ROk(provided) => provided,
             RResult::RErr(e) => return Err(format!("init failed: {e}")),
         };
-        let mismatch = [
-            ("exchanges", names(&provided.exchanges), &manifest.exchanges),
-            ("parsers", names(&provided.parsers), &manifest.parsers),
-            ("commands", names(&provided.commands), &manifest.commands),
-        ]
-        .into_iter()
-        .find(|(_, got, declared)| !same_names(got, declared));
-        if let Some((kind, got, declared)) = mismatch {
+        let gates: Vec<Gate> = provided.gates.iter().map(Gate::from).collect();
+        let commands = provided.commands.iter().map(|c| c.name.to_string());
+        let checked = check_names("exchange", names(&provided.exchanges))
+            .and_then(|()| check_names("parser", names(&provided.parsers)))
+            .and_then(|()| check_names("command", commands.collect()))
+            .and_then(|()| check_names("gate", gates.iter().map(|g| g.name.clone()).collect()));
+        if let Err(reason) = checked {
             provided.lifecycle.shutdown();
-            return Err(format!(
-                "init provided {kind} [{}] but the manifest declares [{}]",
-                got.join(", "),
-                declared.join(", ")
-            ));
+            return Err(reason);
         }
         Ok(Instance {
             root,
             manifest,
             exchanges: objects(provided.exchanges),
             parsers: objects(provided.parsers),
-            commands: objects(provided.commands),
+            commands: provided
+                .commands
+                .into_iter()
+                .map(|c| {
+                    let entry = CommandEntry {
+                        success_response: c.success_response,
+                        object: c.object,
+                    };
+                    (c.name.into_string(), Arc::new(entry))
+                })
+                .collect(),
+            gates,
             origin,
             generation,
             loaded_at: SystemTime::now(),
             served: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             lifecycle: provided.lifecycle,
-            retired: AtomicBool::new(false),
+            retired: Arc::default(),
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.manifest.name
     }
 
     /// Counts one request this instance's code handled.
-    pub fn count(&self, ok: bool) {
+    pub(crate) fn count(&self, ok: bool) {
         self.served.fetch_add(1, Ordering::Relaxed);
         if !ok {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    pub fn requests(&self) -> (u64, u64) {
+    /// `(served, failed)`.
+    pub(crate) fn requests(&self) -> (u64, u64) {
         (
             self.served.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
         )
     }
 
-    /// Tells the plugin this instance is retired; only the first call
-    /// reaches it.
-    pub fn shutdown(&self) {
-        if !self.retired.swap(true, Ordering::AcqRel) {
-            tracing::debug!(
-                plugin = %self.manifest.name,
-                "shutting down generation {}",
-                self.generation
-            );
-            self.lifecycle.shutdown();
+    /// What tells when this instance has been retired (its `shutdown` has
+    /// returned), for whoever must wait for that.
+    pub(crate) fn retirement(&self) -> Retirement {
+        Retirement(Arc::clone(&self.retired))
+    }
+
+    /// The names of what it provides, in the order `init` gave them:
+    /// exchanges, parsers, commands.
+    pub(crate) fn provided(&self) -> [Vec<String>; 3] {
+        fn names<T>(list: &[(String, T)]) -> Vec<String> {
+            list.iter().map(|(name, _)| name.clone()).collect()
         }
+        [
+            names(&self.exchanges),
+            names(&self.parsers),
+            names(&self.commands),
+        ]
+    }
+}
+
+impl Drop for Instance {
+    /// The last reference is gone: no request is inside its code and its
+    /// exchanges have stopped. Its objects are dropped after this, in the
+    /// plugin's code.
+    fn drop(&mut self) {
+        tracing::debug!(
+            plugin = %self.manifest.name,
+            "shutting down generation {}",
+            self.generation
+        );
+        self.lifecycle.shutdown();
+        *lock(&self.retired.done) = true;
+        self.retired.changed.notify_all();
+    }
+}
+
+#[derive(Default)]
+struct Retired {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+/// Waits for one instance's retirement without keeping it alive.
+pub(crate) struct Retirement(Arc<Retired>);
+
+impl Retirement {
+    /// Blocks until the instance has been retired or `timeout` passed;
+    /// `true` once retired.
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut done = lock(&self.0.done);
+        while !*done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            done = wait_timeout(&self.0.changed, done, left);
+        }
+        true
     }
 }
 
@@ -151,10 +209,63 @@ fn names<T>(list: &RVec<Tuple2<RString, T>>) -> Vec<String> {
     list.iter().map(|t| t.0.to_string()).collect()
 }
 
-fn same_names(a: &[String], b: &[String]) -> bool {
-    let mut a = a.to_vec();
-    let mut b = b.to_vec();
-    a.sort();
-    b.sort();
-    a == b
+/// Every name valid and none twice.
+fn check_names(kind: &str, names: Vec<String>) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for name in names {
+        if !valid_name(&name) {
+            return Err(format!("init provided an invalid {kind} name {name:?}"));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(format!("init provided {kind} '{name}' twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testing::{self, ffi_init, ToyAgent};
+
+    #[test]
+    fn provided_names_are_checked() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        check_names("command", names(&["version", "features"])).unwrap();
+        check_names("command", names(&[])).unwrap();
+        assert_eq!(
+            check_names("command", names(&["version", "features", "version"])).unwrap_err(),
+            "init provided command 'version' twice"
+        );
+        assert_eq!(
+            check_names("parser", names(&["has space"])).unwrap_err(),
+            "init provided an invalid parser name \"has space\""
+        );
+        assert!(check_names("exchange", names(&[""])).is_err());
+        assert!(check_names("gate", names(&["new\nline"])).is_err());
+    }
+
+    #[test]
+    fn a_name_provided_twice_fails_init_in_one_line() {
+        let agent = ToyAgent::new(&testing::config("lines", &[]));
+        let e = testing::instance("twice", ffi_init!(testing::twice), 1, &agent.host).unwrap_err();
+        assert_eq!(e, "init provided command 'echo' twice");
+    }
+
+    #[test]
+    fn an_instance_is_retired_when_its_last_reference_drops() {
+        let agent = ToyAgent::new(&testing::config("lines", &[]));
+        let toy = Arc::clone(&agent.registry.table.commands["echo"].instance);
+        assert_eq!(
+            toy.provided()[2],
+            ["echo", "panics", "freeze", "quiet", "big"]
+        );
+        let retirement = toy.retirement();
+        drop(agent);
+        assert!(!retirement.wait(Duration::from_millis(10)));
+        let waiter = std::thread::spawn(move || retirement.wait(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(20));
+        drop(toy);
+        assert!(waiter.join().unwrap());
+    }
 }

@@ -1,6 +1,9 @@
-//! One reload's pass over the plugin files: which generation serves each
-//! file, in load order, with the same rules as a fresh start (the first file
-//! in name order wins a plugin name; `enabled = false` disables).
+//! The loader pipeline: one pass over the plugin files decides which
+//! generation serves each file, in load order: scan, trust check, open, the
+//! plugin-name rule (the first file in name order wins a name), `enabled =
+//! false`, then `init`. The running agent's start-up and every reload are
+//! such a pass over what it serves; `plugins list` without an agent, `config
+//! check` and `resetnetwork` are one pass over nothing.
 //!
 //! A file is opened again only when its content changed, or, after a failed
 //! open, when asked explicitly (SIGHUP, `plugins reload`): every open maps a
@@ -13,42 +16,47 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::host::AgentHost;
-use crate::instance::Instance;
-use crate::loader::{self, FileId, Opened, PluginRecord, Staging, State};
-use crate::registry::{Registry, Superseded};
+use crate::plugins::host::AgentHost;
+use crate::plugins::instance::Instance;
+use crate::plugins::loader::{self, FileId, Opened, Origin, Staging, State};
+use crate::plugins::record::PluginRecord;
+use crate::plugins::registry::{Registry, Superseded};
+use crate::plugins::view::ReloadReport;
 
-use super::{ReloadReport, Trigger};
-
-pub(super) struct Inputs<'a> {
-    pub config: &'a Config,
-    pub host: &'a AgentHost,
-    pub staging: Option<&'a Staging>,
-    pub trigger: Trigger,
+pub(crate) struct Inputs<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) host: &'a AgentHost,
+    /// Where private copies are opened from; without it files are opened in
+    /// place, once each.
+    pub(crate) staging: Option<&'a Staging>,
+    /// Whether files whose last load failed are tried again although they
+    /// did not change (their `init` may depend on the system).
+    pub(crate) retry: bool,
 }
 
-/// What the running agent remembers between reloads.
+/// What the running agent remembers between passes.
 #[derive(Default)]
-pub(super) struct Memory {
+pub(crate) struct Memory {
     /// The last generation number used, by plugin name.
-    pub generations: HashMap<String, u64>,
+    pub(crate) generations: HashMap<String, u64>,
     /// Files opened without a staged copy (start-up without a staging
     /// directory): `dlopen` would return their old code if asked again.
-    pub opened_in_place: HashSet<PathBuf>,
+    pub(crate) opened_in_place: HashSet<PathBuf>,
 }
 
 /// What one pass found.
-pub(super) struct Found {
+pub(crate) struct Found {
     /// The files now in the plugin directories, in load order.
-    pub records: Vec<PluginRecord>,
-    pub report: ReloadReport,
+    pub(crate) records: Vec<PluginRecord>,
+    pub(crate) report: ReloadReport,
     /// The directories that cannot be read, with the reason.
-    pub dir_problems: Vec<(PathBuf, String)>,
+    pub(crate) dir_problems: Vec<(PathBuf, String)>,
 }
 
 /// The records for the files now in the plugin directories, and what
-/// changed. A directory problem is logged when it first appears.
-pub(super) fn pass(current: &Registry, inputs: &Inputs<'_>, memory: &mut Memory) -> Found {
+/// changed since `current`. A directory problem is logged when it first
+/// appears.
+pub(crate) fn pass(current: &Registry, inputs: &Inputs<'_>, memory: &mut Memory) -> Found {
     let (files, problems) = loader::scan(&inputs.config.plugin_dirs);
     let dir_problems: Vec<(PathBuf, String)> =
         problems.into_iter().map(|p| (p.dir, p.message)).collect();
@@ -86,7 +94,7 @@ pub(super) fn pass(current: &Registry, inputs: &Inputs<'_>, memory: &mut Memory)
 
 /// Adds to `superseded` the retired generations, and the modules that opened
 /// without serving and are now left behind (their code stays mapped too).
-pub(super) fn count_superseded(
+pub(crate) fn count_superseded(
     current: &Registry,
     records: &[PluginRecord],
     retired: &[Arc<Instance>],
@@ -100,14 +108,12 @@ pub(super) fn count_superseded(
         entry.served += served;
         entry.failed += failed;
     }
-    let still_held = |origin: &crate::instance::Origin| {
+    let still_held = |origin: &Origin| {
         records.iter().any(|r| {
-            r.opened
-                .as_ref()
-                .is_some_and(|o| same_origin(&o.origin, origin))
+            r.opened.as_ref().is_some_and(|o| o.origin.same_as(origin))
                 || r.instance
                     .as_ref()
-                    .is_some_and(|i| same_origin(&i.origin, origin))
+                    .is_some_and(|i| i.origin.same_as(origin))
         })
     };
     for record in &current.plugins {
@@ -123,22 +129,18 @@ pub(super) fn count_superseded(
     superseded
 }
 
-fn same_origin(a: &crate::instance::Origin, b: &crate::instance::Origin) -> bool {
-    a.file == b.file && a.id == b.id
-}
-
 struct Pass<'a, 'b> {
     inputs: &'a Inputs<'b>,
     memory: &'a mut Memory,
     report: ReloadReport,
-    /// Plugin name → the file serving it in this pass.
+    /// Plugin name → the file serving it in this pass (see `name_taken`).
     taken: HashMap<String, PathBuf>,
 }
 
 impl Pass<'_, '_> {
     /// A file whose content is the one its record describes.
     fn revisit(&mut self, previous: &PluginRecord) -> PluginRecord {
-        let retry = self.inputs.trigger.retries_failures();
+        let retry = self.inputs.retry;
         match (&previous.instance, &previous.opened) {
             // A failed init is tried again only when asked.
             (serving, Some(opened)) if !previous.init_failed || retry => {
@@ -151,17 +153,14 @@ impl Pass<'_, '_> {
                 previous.seen,
                 Some(Arc::clone(instance)),
             ),
-            (Some(instance), _) => match self.taken.get(instance.name()) {
+            (Some(instance), _) => match self.name_taken(instance.name(), &previous.file) {
                 // An earlier file took the name: that file serves it now.
-                Some(winner) => {
-                    let opened = Opened {
+                Some(reason) => {
+                    let mut record = PluginRecord::opened(Opened {
                         root: instance.root,
                         manifest: instance.manifest.clone(),
                         origin: instance.origin.clone(),
-                    };
-                    let reason = already_loaded(instance.name(), winner);
-                    self.fail(&previous.file, &reason);
-                    let mut record = PluginRecord::opened(previous.file.clone(), opened);
+                    });
                     record.set_error(reason);
                     record
                 }
@@ -208,10 +207,8 @@ impl Pass<'_, '_> {
     fn decide(&mut self, opened: Opened, serving: Option<Arc<Instance>>) -> PluginRecord {
         let file = opened.origin.file.clone();
         let name = opened.manifest.name.clone();
-        let mut record = PluginRecord::opened(file.clone(), opened.clone());
-        if let Some(winner) = self.taken.get(&name) {
-            let reason = already_loaded(&name, winner);
-            self.fail(&file, &reason);
+        let mut record = PluginRecord::opened(opened.clone());
+        if let Some(reason) = self.name_taken(&name, &file) {
             record.set_error(reason);
             return record;
         }
@@ -220,7 +217,7 @@ impl Pass<'_, '_> {
         }
         if let Some(instance) = serving
             .as_ref()
-            .filter(|i| same_origin(&i.origin, &opened.origin))
+            .filter(|i| i.origin.same_as(&opened.origin))
         {
             // Unchanged and already serving: nothing to do.
             record.instance = Some(Arc::clone(instance));
@@ -228,20 +225,8 @@ impl Pass<'_, '_> {
             return record;
         }
         let generation = self.memory.generations.get(&name).copied().unwrap_or(0) + 1;
-        let Opened {
-            root,
-            manifest,
-            origin,
-        } = opened;
-        let inputs = self.inputs;
-        match Instance::init(
-            root,
-            manifest,
-            origin,
-            generation,
-            inputs.config,
-            inputs.host,
-        ) {
+        let config_json = self.inputs.config.plugin_json(&name);
+        match Instance::init(opened, generation, config_json, self.inputs.host.to_ffi()) {
             Ok(instance) => {
                 self.memory.generations.insert(name.clone(), generation);
                 let new = &instance.manifest.version;
@@ -290,18 +275,24 @@ impl Pass<'_, '_> {
         loader::open_for_serving(file, &self.inputs.config.plugin_dirs, staging)
     }
 
+    /// The plugin-name rule, for every path of a pass: a name served by an
+    /// earlier file in load order is not served from `file`. The reason,
+    /// recorded as a failure, when it is taken.
+    fn name_taken(&mut self, name: &str, file: &Path) -> Option<String> {
+        let winner = self.taken.get(name)?;
+        let reason = format!(
+            "plugin '{name}' is already loaded from {}",
+            winner.display()
+        );
+        self.fail(file, &reason);
+        Some(reason)
+    }
+
     fn fail(&mut self, file: &Path, reason: &str) {
         self.report
             .failed
             .push(format!("{}: {reason}", file.display()));
     }
-}
-
-fn already_loaded(name: &str, winner: &Path) -> String {
-    format!(
-        "plugin '{name}' is already loaded from {}",
-        winner.display()
-    )
 }
 
 fn keeps_serving(reason: &str, instance: &Instance) -> String {

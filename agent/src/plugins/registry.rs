@@ -1,31 +1,35 @@
-//! The registry: every exchange, parser and command by name, each with the
-//! plugin it came from, and the record of every plugin file.
+//! The registry: every exchange, parser, command and gate by name, each with
+//! the plugin generation it came from, and the record of every plugin file.
 //!
-//! A registry is immutable once built; the agent publishes it behind an
-//! `ArcSwap` and a request holds one snapshot for its whole life.
+//! A registry is immutable once built. Its [`Table`] (parsers, commands,
+//! gates) is what the request path reads: the agent publishes it behind an
+//! `ArcSwap`, and a request holds one snapshot for its whole life, which
+//! keeps the generations serving it alive. The exchanges are not in it: only
+//! a channel uses an exchange, and holds it while its workers run.
 //!
 //! Architecture invariant: a name has exactly one provider here; conflicts are
 //! resolved (by `[commands] prefer`, else first in file-name order) and
 //! recorded when the registry is built, never at dispatch time.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use nova_agent_plugin_api::ffi::{CommandBox, ExchangeBox, ParserBox};
+use nova_agent_plugin_api::ffi::{ExchangeBox, ParserBox};
+use nova_agent_plugin_api::Gate;
 
 use crate::config::Config;
-use crate::host::AgentHost;
-use crate::instance::{Instance, Origin};
-use crate::loader::{Inspection, PluginRecord, State};
+use crate::plugins::instance::{CommandEntry, Instance};
+use crate::plugins::record::PluginRecord;
 
 /// An object and the plugin generation that provides it.
-pub struct Provided<T> {
-    pub instance: Arc<Instance>,
-    pub object: Arc<T>,
+pub(crate) struct Provided<T> {
+    pub(crate) instance: Arc<Instance>,
+    pub(crate) object: Arc<T>,
 }
 
 impl<T> Provided<T> {
-    pub fn plugin(&self) -> &str {
+    pub(crate) fn plugin(&self) -> &str {
         self.instance.name()
     }
 }
@@ -41,76 +45,51 @@ impl<T> Clone for Provided<T> {
 
 /// Two or more plugins providing one name.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Conflict {
-    pub kind: String,
-    pub name: String,
+pub(crate) struct Conflict {
+    pub(crate) kind: String,
+    pub(crate) name: String,
     /// In file-name order.
-    pub plugins: Vec<String>,
-    pub chosen: String,
+    pub(crate) plugins: Vec<String>,
+    pub(crate) chosen: String,
     /// "prefer" when `[commands] prefer` decided, "first" otherwise.
-    pub decided_by: String,
+    pub(crate) decided_by: String,
 }
 
 /// Earlier generations of one plugin, retired but still mapped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Superseded {
-    pub generations: u64,
-    pub mapped_bytes: u64,
-    pub served: u64,
-    pub failed: u64,
+pub(crate) struct Superseded {
+    pub(crate) generations: u64,
+    pub(crate) mapped_bytes: u64,
+    pub(crate) served: u64,
+    pub(crate) failed: u64,
 }
 
-pub struct Registry {
+/// What the request path reads: parsers, commands and gates by name.
+#[derive(Default)]
+pub(crate) struct Table {
+    pub(crate) parsers: BTreeMap<String, Provided<ParserBox>>,
+    pub(crate) commands: BTreeMap<String, Provided<CommandEntry>>,
+    /// The gates the serving plugins declare, by name.
+    pub(crate) gates: BTreeMap<String, Gate>,
+}
+
+pub(crate) struct Registry {
     /// Every plugin file, in load order; a serving file's record holds its
     /// instance.
-    pub plugins: Vec<PluginRecord>,
-    pub exchanges: BTreeMap<String, Provided<ExchangeBox>>,
-    pub parsers: BTreeMap<String, Provided<ParserBox>>,
-    pub commands: BTreeMap<String, Provided<CommandBox>>,
-    pub conflicts: Vec<Conflict>,
+    pub(crate) plugins: Vec<PluginRecord>,
+    pub(crate) exchanges: BTreeMap<String, Provided<ExchangeBox>>,
+    pub(crate) table: Arc<Table>,
+    pub(crate) conflicts: Vec<Conflict>,
     /// By plugin name (running agent only).
-    pub superseded: BTreeMap<String, Superseded>,
+    pub(crate) superseded: BTreeMap<String, Superseded>,
     /// Plugin directories that cannot be read, with the reason.
-    pub dir_problems: Vec<(std::path::PathBuf, String)>,
+    pub(crate) dir_problems: Vec<(PathBuf, String)>,
 }
 
 impl Registry {
-    /// Initialises every opened, enabled plugin with its config table and
-    /// resolves name conflicts (for the commands that do not serve:
-    /// `config check`, `resetnetwork`).
-    pub fn build(inspection: Inspection, config: &Config, host: &AgentHost) -> Registry {
-        let Inspection {
-            mut records,
-            opened,
-            dir_problems,
-        } = inspection;
-        for (index, root) in opened {
-            let record = &mut records[index];
-            if !record.enable(config) {
-                continue;
-            }
-            let origin = Origin {
-                file: record.file.clone(),
-                ..Origin::default()
-            };
-            // Offline: the module comes from the file itself.
-            match Instance::init(root, record.manifest.clone(), origin, 1, config, host) {
-                Ok(instance) => record.instance = Some(Arc::new(instance)),
-                Err(e) => {
-                    tracing::warn!(plugin = %record.manifest.name, "plugin skipped: {e}");
-                    record.set_error(e);
-                }
-            }
-        }
-        let mut registry = Registry::assemble(records, BTreeMap::new(), &[], config);
-        registry.dir_problems = dir_problems;
-        registry.warn_about_config(config);
-        registry
-    }
-
     /// The registry of the instances the records hold, with name conflicts
     /// resolved; conflicts already in `known` are not logged again.
-    pub fn assemble(
+    pub(crate) fn assemble(
         plugins: Vec<PluginRecord>,
         superseded: BTreeMap<String, Superseded>,
         known: &[Conflict],
@@ -119,6 +98,7 @@ impl Registry {
         let mut exchanges = Candidates::default();
         let mut parsers = Candidates::default();
         let mut commands = Candidates::default();
+        let mut gates = Candidates::default();
         for instance in plugins.iter().filter_map(|p| p.instance.as_ref()) {
             for (name, object) in &instance.exchanges {
                 exchanges.offer(name, instance, object);
@@ -129,13 +109,21 @@ impl Registry {
             for (name, object) in &instance.commands {
                 commands.offer(name, instance, object);
             }
+            for gate in &instance.gates {
+                gates.add(&gate.name, instance.name(), gate.clone());
+            }
         }
         let mut conflicts = Vec::new();
         let no_preference = BTreeMap::new();
-        Registry {
-            exchanges: exchanges.resolve("exchange", &no_preference, known, &mut conflicts),
+        let exchanges = exchanges.resolve("exchange", &no_preference, known, &mut conflicts);
+        let table = Table {
             parsers: parsers.resolve("parser", &no_preference, known, &mut conflicts),
             commands: commands.resolve("command", &config.prefer, known, &mut conflicts),
+            gates: gates.resolve("gate", &no_preference, known, &mut conflicts),
+        };
+        Registry {
+            exchanges,
+            table: Arc::new(table),
             conflicts,
             plugins,
             superseded,
@@ -144,28 +132,12 @@ impl Registry {
     }
 
     /// The serving instances, in load order.
-    pub fn instances(&self) -> impl Iterator<Item = &Arc<Instance>> {
+    pub(crate) fn instances(&self) -> impl Iterator<Item = &Arc<Instance>> {
         self.plugins.iter().filter_map(|p| p.instance.as_ref())
     }
 
-    /// Command names a request may call: all but the denied ones, sorted.
-    pub fn callable_commands(&self, config: &Config) -> Vec<String> {
-        self.commands
-            .keys()
-            .filter(|name| !config.deny.contains(*name))
-            .cloned()
-            .collect()
-    }
-
-    /// Tells every plugin instance it is retired.
-    pub fn shutdown(&self) {
-        for instance in self.instances() {
-            instance.shutdown();
-        }
-    }
-
     /// Warns about config tables and preferences no plugin matches.
-    pub fn warn_about_config(&self, config: &Config) {
+    pub(crate) fn warn_about_config(&self, config: &Config) {
         for table in config.plugins.keys() {
             if !self.plugins.iter().any(|p| &p.manifest.name == table) {
                 tracing::warn!(
@@ -175,9 +147,8 @@ impl Registry {
         }
         for (command, plugin) in &config.prefer {
             let provides = self
-                .plugins
-                .iter()
-                .any(|p| &p.manifest.name == plugin && p.manifest.commands.contains(command));
+                .instances()
+                .any(|i| i.name() == plugin && i.commands.iter().any(|(name, _)| name == command));
             if !provides {
                 tracing::warn!(
                     "[commands] prefer names plugin '{plugin}' for '{command}', which it does not provide"
@@ -185,26 +156,6 @@ impl Registry {
             }
         }
     }
-}
-
-/// The conflicts among the plugins' manifests, for listing without `init`.
-pub fn manifest_conflicts(plugins: &[PluginRecord], config: &Config) -> Vec<Conflict> {
-    let mut exchanges = Candidates::default();
-    let mut parsers = Candidates::default();
-    let mut commands = Candidates::default();
-    for plugin in plugins.iter().filter(|p| p.state == State::Loaded) {
-        let m = &plugin.manifest;
-        m.exchanges
-            .iter()
-            .for_each(|n| exchanges.add(n, &m.name, ()));
-        m.parsers.iter().for_each(|n| parsers.add(n, &m.name, ()));
-        m.commands.iter().for_each(|n| commands.add(n, &m.name, ()));
-    }
-    let mut conflicts = Vec::new();
-    exchanges.resolve("exchange", &BTreeMap::new(), &[], &mut conflicts);
-    parsers.resolve("parser", &BTreeMap::new(), &[], &mut conflicts);
-    commands.resolve("command", &config.prefer, &[], &mut conflicts);
-    conflicts
 }
 
 /// Every provider of each name, in load order: `(plugin name, payload)`.

@@ -1,148 +1,125 @@
-//! `nova-agent plugins list`: what is in the plugin directories and its state.
+//! What `plugins list` and `plugins reload` show, as data: the view of a
+//! registry (the running agent's, sent over the control socket, or one
+//! loaded by the command itself) and a reload's report. The command line
+//! only renders them.
 //!
-//! With an agent running (its control socket answers) this is the agent's
-//! live view: per plugin the generation serving, the version on disk, when it
-//! was loaded, the requests it served, and the superseded generations still
-//! mapped; plus each channel. Without one, the files are inspected here:
-//! `loaded` then means trusted, ABI checked and manifest read (no `init`).
+//! The live view has, per plugin, the generation serving, the version on
+//! disk, when it was loaded, the requests it served, and the superseded
+//! generations still mapped; plus each channel. A view without an agent has
+//! the files as one pass of the loader found them: `loaded` then means
+//! trusted, ABI checked and initialised (no transport opened).
 
-use std::time::Duration;
+use std::path::PathBuf;
 
-use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::control;
-use crate::loader::{self, PluginRecord, State};
-use crate::registry::{manifest_conflicts, Conflict, Registry, Superseded};
-use crate::swap::{ChannelView, ReloadReport};
-
-mod render;
+use crate::plugins::loader::{self, State};
+use crate::plugins::record::PluginRecord;
+use crate::plugins::registry::{Conflict, Registry, Superseded};
 
 /// One plugin file, as printed and as sent over the control socket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Entry {
-    pub name: String,
+pub(crate) struct Entry {
+    pub(crate) name: String,
     /// The version serving (live), or the file's (offline).
-    pub version: String,
-    pub description: String,
-    pub file: String,
-    pub state: State,
-    pub error: Option<String>,
-    pub exchanges: Vec<String>,
-    pub parsers: Vec<String>,
-    pub commands: Vec<String>,
+    pub(crate) version: String,
+    pub(crate) description: String,
+    pub(crate) file: String,
+    pub(crate) state: State,
+    pub(crate) error: Option<String>,
+    pub(crate) exchanges: Vec<String>,
+    pub(crate) parsers: Vec<String>,
+    pub(crate) commands: Vec<String>,
     /// Names this plugin provides that another plugin serves.
-    pub shadowed: Vec<String>,
+    pub(crate) shadowed: Vec<String>,
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
-    pub live: Option<Live>,
+    pub(crate) live: Option<Live>,
 }
 
 /// What only a running agent knows about a plugin.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Live {
+pub(crate) struct Live {
     /// The version in the file's current content; `None` when it cannot be
     /// read (see `error`).
-    pub version_on_disk: Option<String>,
+    pub(crate) version_on_disk: Option<String>,
     /// The file changed since the agent last read it (a reload is due).
-    pub changed_on_disk: bool,
-    pub generation: Option<u64>,
+    pub(crate) changed_on_disk: bool,
+    pub(crate) generation: Option<u64>,
     /// RFC 3339, UTC.
-    pub loaded_at: Option<String>,
-    pub mapped_bytes: u64,
-    pub requests: Requests,
-    pub superseded: Superseded,
+    pub(crate) loaded_at: Option<String>,
+    pub(crate) mapped_bytes: u64,
+    pub(crate) requests: Requests,
+    pub(crate) superseded: Superseded,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct Requests {
-    pub served: u64,
-    pub failed: u64,
+pub(crate) struct Requests {
+    pub(crate) served: u64,
+    pub(crate) failed: u64,
 }
 
 /// Everything `plugins list` prints.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct View {
-    pub plugins: Vec<Entry>,
-    pub conflicts: Vec<Conflict>,
+pub(crate) struct View {
+    pub(crate) plugins: Vec<Entry>,
+    pub(crate) conflicts: Vec<Conflict>,
     /// `plugin directory X: reason`.
-    pub dir_problems: Vec<String>,
+    pub(crate) dir_problems: Vec<String>,
     /// Live only.
-    pub channels: Option<Vec<ChannelView>>,
+    pub(crate) channels: Option<Vec<ChannelView>>,
     /// Live only: every superseded generation, including removed plugins'.
-    pub superseded_total: Option<Superseded>,
+    pub(crate) superseded_total: Option<Superseded>,
     /// Offline only: the directories searched, for "no plugins in ...".
-    pub plugin_dirs: Vec<String>,
+    pub(crate) plugin_dirs: Vec<String>,
 }
 
-pub fn list(config: &Config, json: bool) -> Result<String> {
-    let live = control::request(
-        &config.run_dir,
-        control::Request::List,
-        Duration::from_secs(10),
-    );
-    let view = match live {
-        Ok(Some(value)) => serde_json::from_value(value)?,
-        Ok(None) => offline_view(config),
-        Err(e) if permission_denied(&e) => {
-            eprintln!(
-                "nova-agent: the running agent's live view needs root ({e:#}); inspecting the files"
-            );
-            offline_view(config)
-        }
-        Err(e) => return Err(e),
-    };
-    if json {
-        return Ok(serde_json::to_string_pretty(&view.plugins)? + "\n");
+/// A channel as `plugins list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChannelView {
+    pub(crate) name: String,
+    /// `plugin generation N` of its exchange while it serves.
+    pub(crate) exchange: Option<String>,
+    /// Why it does not serve.
+    pub(crate) error: Option<String>,
+}
+
+/// What a reload did, for the log and `plugins reload`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ReloadReport {
+    /// `name version (generation N)` of plugins that were not serving before.
+    pub(crate) loaded: Vec<String>,
+    /// `name old → new (generation N)`.
+    pub(crate) replaced: Vec<String>,
+    pub(crate) removed: Vec<String>,
+    /// `file: reason`.
+    pub(crate) failed: Vec<String>,
+    pub(crate) unchanged: usize,
+    /// Channels stopped and started again on a new exchange.
+    pub(crate) restarted: Vec<String>,
+    pub(crate) duration_ms: f64,
+}
+
+impl ReloadReport {
+    pub(crate) fn changed(&self) -> bool {
+        !(self.loaded.is_empty()
+            && self.replaced.is_empty()
+            && self.removed.is_empty()
+            && self.failed.is_empty()
+            && self.restarted.is_empty())
     }
-    Ok(render::text(&view))
 }
 
-/// `plugins reload`: asks the running agent; its report, and `true` when
-/// nothing failed. `None` when no agent is running.
-pub fn reload(config: &Config, json: bool) -> Result<Option<(String, bool)>> {
-    let Some(value) = control::request(
-        &config.run_dir,
-        control::Request::Reload,
-        Duration::from_secs(300),
-    )?
-    else {
-        return Ok(None);
-    };
-    let report: ReloadReport = serde_json::from_value(value)?;
-    let ok = report.failed.is_empty();
-    let text = if json {
-        serde_json::to_string_pretty(&report)? + "\n"
-    } else {
-        render::reload(&report)
-    };
-    Ok(Some((text, ok)))
-}
-
-fn permission_denied(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
-}
-
-/// The files inspected by this process.
-pub fn offline_view(config: &Config) -> View {
-    let mut inspection = loader::inspect(&config.plugin_dirs);
-    for record in &mut inspection.records {
-        if record.state == State::Loaded {
-            record.enable(config);
-        }
-    }
-    let conflicts = manifest_conflicts(&inspection.records, config);
+/// The view of a registry loaded without an agent.
+pub(crate) fn offline_view(registry: &Registry, config: &Config) -> View {
     View {
-        plugins: inspection
-            .records
+        plugins: registry
+            .plugins
             .iter()
-            .map(|record| entry(record, &conflicts))
+            .map(|record| entry(record, &registry.conflicts))
             .collect(),
-        conflicts,
-        dir_problems: problems(&inspection.dir_problems),
+        conflicts: registry.conflicts.clone(),
+        dir_problems: problems(&registry.dir_problems),
         channels: None,
         superseded_total: None,
         plugin_dirs: config
@@ -154,7 +131,7 @@ pub fn offline_view(config: &Config) -> View {
 }
 
 /// The running agent's view.
-pub fn live_view(registry: &Registry, channels: Vec<ChannelView>) -> View {
+pub(crate) fn live_view(registry: &Registry, channels: Vec<ChannelView>) -> View {
     let plugins = registry
         .plugins
         .iter()
@@ -177,9 +154,6 @@ pub fn live_view(registry: &Registry, channels: Vec<ChannelView>) -> View {
                 let m = &instance.manifest;
                 entry.version = m.version.clone();
                 entry.description = m.description.clone();
-                entry.exchanges = m.exchanges.clone();
-                entry.parsers = m.parsers.clone();
-                entry.commands = m.commands.clone();
                 let (served, failed) = instance.requests();
                 live.generation = Some(instance.generation);
                 live.loaded_at =
@@ -210,15 +184,22 @@ pub fn live_view(registry: &Registry, channels: Vec<ChannelView>) -> View {
     }
 }
 
-fn problems(dir_problems: &[(std::path::PathBuf, String)]) -> Vec<String> {
+fn problems(dir_problems: &[(PathBuf, String)]) -> Vec<String> {
     dir_problems
         .iter()
         .map(|(dir, problem)| format!("plugin directory {}: {problem}", dir.display()))
         .collect()
 }
 
+/// A file's entry: what it provides is what its serving generation's `init`
+/// returned (nothing without one).
 fn entry(record: &PluginRecord, conflicts: &[Conflict]) -> Entry {
     let m = &record.manifest;
+    let [exchanges, parsers, commands] = record
+        .instance
+        .as_ref()
+        .map(|instance| instance.provided())
+        .unwrap_or_default();
     let shadowed = conflicts
         .iter()
         .filter(|c| c.chosen != m.name && c.plugins.contains(&m.name))
@@ -231,9 +212,9 @@ fn entry(record: &PluginRecord, conflicts: &[Conflict]) -> Entry {
         file: record.file.display().to_string(),
         state: record.state,
         error: record.error.clone(),
-        exchanges: m.exchanges.clone(),
-        parsers: m.parsers.clone(),
-        commands: m.commands.clone(),
+        exchanges,
+        parsers,
+        commands,
         shadowed,
         live: None,
     }

@@ -1,28 +1,25 @@
 //! The configured channels, each running on one exchange generation or
 //! stopped with a reason, and which of them a new registry makes stale.
+//!
+//! - [`channel`]: one channel's threads;
+//! - [`serve`]: the request loop its workers run.
+
+mod channel;
+mod serve;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::channel::{Activity, Channel, Shared};
 use crate::config::ChannelConfig;
-use crate::registry::Registry;
+use crate::plugins::registry::{Registry, Table};
+use crate::plugins::view::ChannelView;
+use channel::Channel;
 
-/// A channel as `plugins list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelView {
-    pub name: String,
-    /// `plugin generation N` of its exchange while it serves.
-    pub exchange: Option<String>,
-    /// Why it does not serve.
-    pub error: Option<String>,
-}
+pub(crate) use serve::{Activity, Shared};
 
 /// The reason of a channel stopped to restart it.
 const STOPPED: &str = "stopped for a plugin reload";
 
-pub(super) struct Channels {
+pub(crate) struct Channels {
     slots: Vec<Slot>,
 }
 
@@ -33,7 +30,7 @@ struct Slot {
 }
 
 impl Channels {
-    pub(super) fn new(configs: &[ChannelConfig]) -> Channels {
+    pub(crate) fn new(configs: &[ChannelConfig]) -> Channels {
         Channels {
             slots: configs
                 .iter()
@@ -49,7 +46,7 @@ impl Channels {
     /// The channels to (re)start under `registry`: running on an exchange
     /// generation it no longer has, or without the parser it names, or not
     /// running at all.
-    pub(super) fn stale(&self, registry: &Registry) -> Vec<usize> {
+    pub(crate) fn stale(&self, registry: &Registry) -> Vec<usize> {
         self.slots
             .iter()
             .enumerate()
@@ -61,7 +58,7 @@ impl Channels {
                     .exchanges
                     .get(&slot.config.exchange)
                     .is_none_or(|p| !Arc::ptr_eq(&p.instance, &running.exchange.instance));
-                exchange_changed || !registry.parsers.contains_key(&slot.config.parser)
+                exchange_changed || !registry.table.parsers.contains_key(&slot.config.parser)
             })
             .map(|(index, _)| index)
             .collect()
@@ -69,7 +66,7 @@ impl Channels {
 
     /// Stops the channels at `which`: their exchanges stop taking requests
     /// all at once, then each channel's workers finish what they took.
-    pub(super) fn stop(&mut self, which: &[usize]) {
+    pub(crate) fn stop(&mut self, which: &[usize]) {
         let mut stopping = Vec::new();
         for &i in which {
             if let Some(channel) = self.slots[i].running.take() {
@@ -86,14 +83,14 @@ impl Channels {
         }
     }
 
-    pub(super) fn stop_all(&mut self) {
+    pub(crate) fn stop_all(&mut self) {
         let all: Vec<usize> = (0..self.slots.len()).collect();
         self.stop(&all);
     }
 
     /// Starts the channels at `which`; returns the names of those that
     /// serve again after having served before.
-    pub(super) fn start(
+    pub(crate) fn start(
         &mut self,
         which: &[usize],
         registry: &Registry,
@@ -124,8 +121,16 @@ impl Channels {
         restarted
     }
 
+    /// Drops the running channels' stream decoders that `table` no longer
+    /// serves the parser of.
+    pub(crate) fn forget_stale_decoders(&self, table: &Table) {
+        for channel in self.slots.iter().filter_map(|slot| slot.running.as_ref()) {
+            channel.streams.forget_stale(table, &channel.parser);
+        }
+    }
+
     /// The running channels' activity, for the watchdog.
-    pub(super) fn activities(&self) -> Vec<(String, Arc<Activity>)> {
+    pub(crate) fn activities(&self) -> Vec<(String, Arc<Activity>)> {
         self.slots
             .iter()
             .filter_map(|slot| slot.running.as_ref())
@@ -133,7 +138,7 @@ impl Channels {
             .collect()
     }
 
-    pub(super) fn views(&self) -> Vec<ChannelView> {
+    pub(crate) fn views(&self) -> Vec<ChannelView> {
         self.slots
             .iter()
             .map(|slot| ChannelView {
@@ -150,3 +155,6 @@ impl Channels {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,14 +1,15 @@
 //! Hot swap: the running agent's plugin set, brought up to date with the
 //! plugin directories without a restart (ARCHITECTURE.md §4.3).
 //!
-//! A reload scans the directories and, for each file that is new or changed
-//! (device, inode, size or mtime), opens a private copy, checks it and runs
-//! its `init`; unchanged files keep their running generation. It then builds a
-//! registry from the result and publishes it in one atomic store. Requests
-//! that hold the old registry finish on the old code; each replaced
-//! generation's `shutdown` runs once nothing references it any more. A
-//! channel whose exchange changed is stopped (its in-flight requests answered
-//! by the old code), and started again on the new one.
+//! A reload is one pass of the loader pipeline (`plugins::pipeline`) over
+//! what serves: for each file that is new or changed (device, inode, size or
+//! mtime) it opens a private copy, checks it and runs its `init`; unchanged
+//! files keep their running generation. It then builds a registry from the
+//! result and publishes its table in one atomic store. Requests that hold the
+//! old table finish on the old code; each replaced generation is retired (its
+//! `shutdown` runs) when its last reference drops. A channel whose exchange
+//! changed is stopped (its in-flight requests answered by the old code), and
+//! started again on the new one once the old generation is retired.
 //!
 //! Architecture invariants:
 //! - after a reload the agent serves what a fresh start would load, except
@@ -21,9 +22,7 @@
 //! Not here: what triggers a reload ([`watch`], SIGHUP in `run`, the control
 //! socket in `control`).
 
-mod channels;
-mod reload;
-pub mod watch;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -31,21 +30,22 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
+use nova_agent_support::sync::lock;
 
-use crate::channel::{Activity, Shared};
 use crate::config::Config;
-use crate::host::AgentHost;
-use crate::instance::Instance;
-use crate::loader::Staging;
-use crate::registry::Registry;
-
-pub use channels::ChannelView;
-use channels::Channels;
+use crate::daemon::channels::{Activity, Channels, Shared};
+use crate::daemon::service;
+use crate::plugins::dispatch::Policy;
+use crate::plugins::host::AgentHost;
+use crate::plugins::instance::{Instance, Retirement};
+use crate::plugins::loader::Staging;
+use crate::plugins::pipeline::{self, Found, Inputs, Memory};
+use crate::plugins::registry::{Registry, Table};
+use crate::plugins::view::{ChannelView, ReloadReport};
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     Start,
     /// A change in a plugin directory.
     Watch,
@@ -62,55 +62,32 @@ impl Trigger {
     }
 }
 
-/// What a reload did, for the log and `plugins reload`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReloadReport {
-    /// `name version (generation N)` of plugins that were not serving before.
-    pub loaded: Vec<String>,
-    /// `name old → new (generation N)`.
-    pub replaced: Vec<String>,
-    pub removed: Vec<String>,
-    /// `file: reason`.
-    pub failed: Vec<String>,
-    pub unchanged: usize,
-    /// Channels stopped and started again on a new exchange.
-    pub restarted: Vec<String>,
-    pub duration_ms: f64,
-}
-
-impl ReloadReport {
-    pub fn changed(&self) -> bool {
-        !(self.loaded.is_empty()
-            && self.replaced.is_empty()
-            && self.removed.is_empty()
-            && self.failed.is_empty()
-            && self.restarted.is_empty())
-    }
-}
-
 /// The running agent's plugins and channels.
-pub struct Plugins {
-    pub shared: Arc<Shared>,
+pub(crate) struct Plugins {
+    pub(crate) shared: Arc<Shared>,
+    config: Arc<Config>,
     host: AgentHost,
     staging: Result<Staging, String>,
+    /// The registry serving, for views; its table is in `shared`.
+    registry: ArcSwap<Registry>,
     state: Mutex<State>,
     channel_views: ArcSwap<Vec<ChannelView>>,
     activities: ArcSwap<Vec<(String, Arc<Activity>)>>,
 }
 
 struct State {
-    memory: reload::Memory,
+    memory: Memory,
     channels: Channels,
     /// The superseded bytes past which the next warning is due.
     next_warning: u64,
 }
 
-/// How long a retired generation may stay referenced before the agent says
-/// so (it keeps waiting).
+/// How long an exchange's retired generation may stay referenced before the
+/// agent says so (it keeps waiting).
 const RETIRE_PATIENCE: Duration = Duration::from_secs(30);
 
 impl Plugins {
-    pub fn new(config: Arc<Config>, host: AgentHost) -> Plugins {
+    pub(crate) fn new(config: Arc<Config>) -> Plugins {
         let staging = Staging::prepare(&config.state_dir);
         if let Err(e) = &staging {
             tracing::warn!(
@@ -120,17 +97,21 @@ impl Plugins {
         }
         let channels = Channels::new(&config.channels);
         let next_warning = config.warn_superseded_bytes;
+        let shared = Arc::new(Shared {
+            table: Arc::new(ArcSwap::from_pointee(Table::default())),
+            policy: Arc::new(Policy::new(config.deny.clone())),
+            stopping: Default::default(),
+        });
+        let host = AgentHost::new(&config.root, config.apply, &shared.policy, &shared.table);
         let empty = Registry::assemble(Vec::new(), BTreeMap::new(), &[], &config);
         Plugins {
-            shared: Arc::new(Shared {
-                registry: Arc::new(ArcSwap::from_pointee(empty)),
-                config,
-                stopping: Default::default(),
-            }),
+            shared,
+            config,
             host,
             staging,
+            registry: ArcSwap::from_pointee(empty),
             state: Mutex::new(State {
-                memory: reload::Memory::default(),
+                memory: Memory::default(),
                 channels,
                 next_warning,
             }),
@@ -139,35 +120,35 @@ impl Plugins {
         }
     }
 
-    pub fn registry(&self) -> arc_swap::Guard<Arc<Registry>> {
-        self.shared.registry.load()
+    pub(crate) fn registry(&self) -> arc_swap::Guard<Arc<Registry>> {
+        self.registry.load()
     }
 
-    pub fn channels(&self) -> Arc<Vec<ChannelView>> {
+    pub(crate) fn channels(&self) -> Arc<Vec<ChannelView>> {
         self.channel_views.load_full()
     }
 
     /// Brings plugins and channels up to date with the plugin directories.
-    pub fn reload(&self, trigger: Trigger) -> ReloadReport {
+    pub(crate) fn reload(&self, trigger: Trigger) -> ReloadReport {
         let started = Instant::now();
         let mut state = self.lock();
         if self.shared.stopping.load(Ordering::Acquire) {
             return ReloadReport::default();
         }
-        let current = self.shared.registry.load_full();
-        let inputs = reload::Inputs {
-            config: &self.shared.config,
+        let current = self.registry.load_full();
+        let inputs = Inputs {
+            config: &self.config,
             host: &self.host,
             staging: self.staging.as_ref().ok(),
-            trigger,
+            retry: trigger.retries_failures(),
         };
-        let reload::Found {
+        let Found {
             records,
             mut report,
             dir_problems,
-        } = reload::pass(&current, &inputs, &mut state.memory);
+        } = pipeline::pass(&current, &inputs, &mut state.memory);
 
-        let mut retired: Vec<Arc<Instance>> = current
+        let retired: Vec<Arc<Instance>> = current
             .instances()
             .filter(|old| !records.iter().any(|r| same(&r.instance, old)))
             .cloned()
@@ -185,12 +166,12 @@ impl Plugins {
                 ));
             }
         }
-        let superseded = reload::count_superseded(&current, &records, &retired);
+        let superseded = pipeline::count_superseded(&current, &records, &retired);
         let mut registry =
-            Registry::assemble(records, superseded, &current.conflicts, &self.shared.config);
+            Registry::assemble(records, superseded, &current.conflicts, &self.config);
         registry.dir_problems = dir_problems;
         if trigger == Trigger::Start {
-            registry.warn_about_config(&self.shared.config);
+            registry.warn_about_config(&self.config);
         }
         drop(current);
 
@@ -198,28 +179,27 @@ impl Plugins {
         // requests are answered by the code that took them.
         let restart = state.channels.stale(&registry);
         state.channels.stop(&restart);
-        let commands = registry.callable_commands(&self.shared.config);
-        self.shared.registry.store(Arc::new(registry));
-        self.host.command_names.store(Arc::new(commands));
+        let registry = Arc::new(registry);
+        self.shared.table.store(Arc::clone(&registry.table));
+        self.registry.store(Arc::clone(&registry));
+        state.channels.forget_stale_decoders(&registry.table);
 
-        // An exchange's old generation must be shut down before its channel
+        // An exchange's old generation must be retired before its channel
         // starts on the new one: a XenStore request must not be seen by two
-        // generations at once.
-        let (exchanges, others): (Vec<_>, Vec<_>) = retired
-            .drain(..)
-            .partition(|instance| !instance.exchanges.is_empty());
-        for instance in exchanges {
-            retire_exchange(instance);
+        // generations at once. The others retire whenever their last request
+        // is done.
+        let exchanges: Vec<_> = retired
+            .iter()
+            .filter(|instance| !instance.exchanges.is_empty())
+            .map(|instance| {
+                let what = format!("{} generation {}", instance.name(), instance.generation);
+                (what, instance.retirement())
+            })
+            .collect();
+        drop(retired);
+        for (what, retirement) in exchanges {
+            wait_until_retired(&what, &retirement);
         }
-        if !others.is_empty() {
-            let spawned = std::thread::Builder::new()
-                .name("retire".into())
-                .spawn(move || others.into_iter().for_each(retire));
-            if let Err(e) = spawned {
-                tracing::warn!("cannot start a thread to retire old plugin generations: {e}");
-            }
-        }
-        let registry = self.shared.registry.load_full();
         report.restarted = state.channels.start(&restart, &registry, &self.shared);
         self.channel_views.store(Arc::new(state.channels.views()));
         self.activities.store(Arc::new(state.channels.activities()));
@@ -233,14 +213,14 @@ impl Plugins {
         report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
         log(&report, trigger);
         if trigger != Trigger::Start {
-            crate::service::notify(&format!("STATUS={}", self.status()));
+            service::notify(&format!("STATUS={}", self.status()));
         }
         report
     }
 
     /// One line for systemd's STATUS= and the start-up log: plugins serving,
     /// channels serving.
-    pub fn status(&self) -> String {
+    pub(crate) fn status(&self) -> String {
         let plugins = self.registry().instances().count();
         let channels = self.channels();
         let serving = channels.iter().filter(|c| c.error.is_none()).count();
@@ -260,7 +240,7 @@ impl Plugins {
 
     /// The channels whose every worker has been inside a request, with none
     /// finished, for longer than `longer_than`.
-    pub fn stalled_channels(&self, longer_than: Duration) -> Vec<String> {
+    pub(crate) fn stalled_channels(&self, longer_than: Duration) -> Vec<String> {
         self.activities
             .load()
             .iter()
@@ -270,7 +250,7 @@ impl Plugins {
     }
 
     /// The number of channels serving.
-    pub fn serving_channels(&self) -> usize {
+    pub(crate) fn serving_channels(&self) -> usize {
         self.channel_views
             .load()
             .iter()
@@ -279,16 +259,18 @@ impl Plugins {
     }
 
     /// Stops every channel (their in-flight requests finish), then retires
-    /// every generation.
-    pub fn stop(&self) {
+    /// every generation: nothing references them once the agent lets go.
+    pub(crate) fn stop(&self) {
         self.shared.stopping.store(true, Ordering::Release);
         let mut state = self.lock();
         state.channels.stop_all();
-        self.shared.registry.load().shutdown();
+        self.shared.table.store(Arc::default());
+        let empty = Registry::assemble(Vec::new(), BTreeMap::new(), &[], &self.config);
+        self.registry.store(Arc::new(empty));
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn warn_about_superseded(&self, state: &mut State, registry: &Registry) {
@@ -299,7 +281,7 @@ impl Plugins {
         if bytes < state.next_warning {
             return;
         }
-        let step = self.shared.config.warn_superseded_bytes;
+        let step = self.config.warn_superseded_bytes;
         state.next_warning = (bytes / step + 1) * step;
         tracing::warn!(
             "{generations} replaced plugin generations keep {:.1} MiB of code mapped; \
@@ -313,35 +295,17 @@ fn same(slot: &Option<Arc<Instance>>, instance: &Arc<Instance>) -> bool {
     slot.as_ref().is_some_and(|i| Arc::ptr_eq(i, instance))
 }
 
-/// Waits until nothing but this function references `instance` (its last
-/// request is done), then runs its `shutdown`.
-fn retire(instance: Arc<Instance>) {
-    let started = Instant::now();
-    let mut complained = false;
-    while Arc::strong_count(&instance) > 1 {
-        if !complained && started.elapsed() > RETIRE_PATIENCE {
-            tracing::warn!(
-                plugin = instance.name(),
-                "generation {} still has requests in flight after {RETIRE_PATIENCE:?}; \
-                 its shutdown waits for them",
-                instance.generation
-            );
-            complained = true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
+/// Waits for a generation whose last references are being let go, saying
+/// so if that takes long.
+fn wait_until_retired(what: &str, retirement: &Retirement) {
+    if retirement.wait(RETIRE_PATIENCE) {
+        return;
     }
-    instance.shutdown();
-}
-
-/// An exchange plugin's old generation, its channels already stopped: one
-/// that provides nothing else is idle now (only a channel uses an exchange),
-/// whatever registry snapshots still name it.
-fn retire_exchange(instance: Arc<Instance>) {
-    if instance.commands.is_empty() && instance.parsers.is_empty() {
-        instance.shutdown();
-    } else {
-        retire(instance);
-    }
+    tracing::warn!(
+        "{what} still has requests in flight after {RETIRE_PATIENCE:?}; \
+         its channel starts on the new generation once they are done"
+    );
+    while !retirement.wait(RETIRE_PATIENCE) {}
 }
 
 fn log(report: &ReloadReport, trigger: Trigger) {
@@ -366,16 +330,16 @@ fn log(report: &ReloadReport, trigger: Trigger) {
 }
 
 /// A job for the reload thread, with where to send its report.
-pub struct ReloadJob {
-    pub trigger: Trigger,
-    pub reply: Option<mpsc::Sender<ReloadReport>>,
+pub(crate) struct ReloadJob {
+    pub(crate) trigger: Trigger,
+    pub(crate) reply: Option<mpsc::Sender<ReloadReport>>,
 }
 
 /// Runs reloads on a thread of their own, one at a time; jobs that queued up
 /// meanwhile share the next run.
 /// It ends once the agent is stopping (and a job wakes it) or every sender
 /// is gone; a job left unserved has its reply dropped.
-pub fn spawn_reloader(
+pub(crate) fn spawn_reloader(
     plugins: Arc<Plugins>,
     jobs: mpsc::Receiver<ReloadJob>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {

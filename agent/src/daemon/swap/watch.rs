@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
-use crate::loader::is_candidate_name;
+use crate::plugins::loader::is_candidate_name;
 
 /// Quiet time that ends a burst of changes.
-pub const QUIET: Duration = Duration::from_millis(20);
+pub(crate) const QUIET: Duration = Duration::from_millis(20);
 /// The longest a change waits for the directories to be quiet.
-pub const LONGEST_WAIT: Duration = Duration::from_millis(250);
+pub(crate) const LONGEST_WAIT: Duration = Duration::from_millis(250);
 /// How often missing directories are looked for (and the stop flag read).
 const REWATCH: Duration = Duration::from_secs(1);
 
@@ -47,7 +47,7 @@ fn interesting() -> AddWatchFlags {
 
 /// Watches `dirs` on a thread of its own and calls `changed` after each
 /// burst of changes, until `stopping` is set.
-pub fn spawn(
+pub(crate) fn spawn(
     dirs: Vec<PathBuf>,
     stopping: Arc<AtomicBool>,
     changed: impl Fn() + Send + 'static,

@@ -9,28 +9,26 @@
 use std::path::Path;
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-use nova_agent_plugin_api::abi_stable::library::{
+use nova_agent_plugin_api::ffi::abi_stable::library::{
     AbiHeaderRef, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL,
 };
 use nova_agent_plugin_api::ffi::PluginRootRef;
 
-/// What a plugin says about itself, read before `init`.
+/// What a plugin says about itself, read before `init`. What it provides
+/// is known only once its `init` ran.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Manifest {
-    pub name: String,
-    pub version: String,
-    pub description: String,
-    pub exchanges: Vec<String>,
-    pub parsers: Vec<String>,
-    pub commands: Vec<String>,
+pub(crate) struct Manifest {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) description: String,
 }
 
 /// Why a file could not be loaded: a one-line reason, and abi_stable's full
 /// report where it gave one (for the debug log).
 #[derive(Debug)]
-pub struct LoadError {
-    pub reason: String,
-    pub detail: Option<String>,
+pub(crate) struct LoadError {
+    pub(crate) reason: String,
+    pub(crate) detail: Option<String>,
 }
 
 impl LoadError {
@@ -43,7 +41,7 @@ impl LoadError {
 }
 
 /// Opens `path` and returns its root module and manifest.
-pub fn open(path: &Path) -> Result<(PluginRootRef, Manifest), LoadError> {
+pub(crate) fn open(path: &Path) -> Result<(PluginRootRef, Manifest), LoadError> {
     // SAFETY: loading a library runs its initialisers; the caller has run the
     // trust check, which is all the safety there is for native code.
     let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
@@ -70,42 +68,24 @@ pub fn open(path: &Path) -> Result<(PluginRootRef, Manifest), LoadError> {
         name: root.name().to_string(),
         version: root.version().to_string(),
         description: root.description().to_string(),
-        exchanges: root.exchanges().iter().map(|s| s.to_string()).collect(),
-        parsers: root.parsers().iter().map(|s| s.to_string()).collect(),
-        commands: root.commands().iter().map(|s| s.to_string()).collect(),
     };
-    validate(&manifest).map_err(LoadError::new)?;
+    if !valid_name(&manifest.name) {
+        return Err(LoadError::new(format!(
+            "invalid plugin name {:?} in its manifest",
+            manifest.name
+        )));
+    }
     Ok((root, manifest))
 }
 
-fn validate(manifest: &Manifest) -> Result<(), String> {
-    let bad =
-        |name: &str| name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control());
-    if bad(&manifest.name) {
-        return Err(format!(
-            "invalid plugin name {:?} in its manifest",
-            manifest.name
-        ));
-    }
-    for (kind, names) in [
-        ("exchange", &manifest.exchanges),
-        ("parser", &manifest.parsers),
-        ("command", &manifest.commands),
-    ] {
-        for (i, name) in names.iter().enumerate() {
-            if bad(name) {
-                return Err(format!("invalid {kind} name {name:?} in its manifest"));
-            }
-            if names[..i].contains(name) {
-                return Err(format!("{kind} '{name}' listed twice in its manifest"));
-            }
-        }
-    }
-    Ok(())
+/// A name the agent accepts for a plugin or for what it provides: not empty,
+/// no whitespace or control characters.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// The whole chain of an error, outer to inner, on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
@@ -128,11 +108,12 @@ fn explain(error: LibraryError) -> LoadError {
             actual_version,
             ..
         } => format!(
-            "plugin-api {}.{} expected, plugin built against {}.{}",
-            expected_version.major,
-            expected_version.minor,
+            "plugin-api {major}.{minor} expected, plugin built against {}.{}; \
+             rebuild it against nova-agent-plugin-api {major}.{minor}",
             actual_version.major,
-            actual_version.minor
+            actual_version.minor,
+            major = expected_version.major,
+            minor = expected_version.minor,
         ),
         LibraryError::InvalidAbiHeader(found) => format!(
             "built with an incompatible abi_stable (ABI {}.{})",
@@ -210,19 +191,35 @@ mod tests {
     }
 
     #[test]
-    fn manifest_names_are_checked() {
-        let mut m = Manifest {
-            name: "core".into(),
-            commands: vec!["version".into(), "features".into()],
-            ..Manifest::default()
+    fn names_are_checked() {
+        assert!(valid_name("core"));
+        assert!(valid_name("guest-ping"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("has space"));
+        assert!(!valid_name("tab\there"));
+        assert!(!valid_name("bell\u{7}"));
+    }
+
+    #[test]
+    fn a_version_mismatch_says_to_rebuild() {
+        use nova_agent_plugin_api::ffi::abi_stable::sabi_types::VersionNumber;
+        let error = LibraryError::IncompatibleVersionNumber {
+            library_name: "nova-agent plugin",
+            expected_version: VersionNumber {
+                major: 0,
+                minor: 2,
+                patch: 0,
+            },
+            actual_version: VersionNumber {
+                major: 0,
+                minor: 1,
+                patch: 3,
+            },
         };
-        validate(&m).unwrap();
-        m.commands.push("version".into());
         assert_eq!(
-            validate(&m).unwrap_err(),
-            "command 'version' listed twice in its manifest"
+            explain(error).reason,
+            "plugin-api 0.2 expected, plugin built against 0.1; \
+             rebuild it against nova-agent-plugin-api 0.2"
         );
-        m.name = "has space".into();
-        assert!(validate(&m).unwrap_err().starts_with("invalid plugin name"));
     }
 }

@@ -9,14 +9,14 @@ const PACKAGE_TEMPORARIES: [&str; 4] = [".dpkg-new", ".dpkg-tmp", ".rpmnew", ".r
 
 /// A directory that could not be read.
 #[derive(Debug)]
-pub struct ScanProblem {
-    pub dir: PathBuf,
-    pub message: String,
+pub(crate) struct ScanProblem {
+    pub(crate) dir: PathBuf,
+    pub(crate) message: String,
 }
 
 /// Regular `*.so` files (a symlink counts by its target), in name order within
 /// each directory, directories in the order given.
-pub fn scan(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<ScanProblem>) {
+pub(crate) fn scan(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<ScanProblem>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for dir in dirs {
@@ -43,7 +43,7 @@ fn scan_dir(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(found)
 }
 
-pub fn is_candidate_name(name: &str) -> bool {
+pub(crate) fn is_candidate_name(name: &str) -> bool {
     !name.starts_with('.')
         && name.ends_with(".so")
         && !PACKAGE_TEMPORARIES

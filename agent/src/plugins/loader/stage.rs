@@ -26,16 +26,16 @@ use super::load::{self, LoadError, Manifest};
 
 /// A file's identity and version: a changed one is a new build.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileId {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
+pub(crate) struct FileId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i128,
 }
 
 impl FileId {
     /// Of what `path` leads to (symlinks followed).
-    pub fn of(path: &Path) -> io::Result<FileId> {
+    pub(crate) fn of(path: &Path) -> io::Result<FileId> {
         fs::metadata(path).map(|m| FileId::from_metadata(&m))
     }
 
@@ -51,7 +51,7 @@ impl FileId {
 
 /// The staging directory.
 #[derive(Debug)]
-pub struct Staging {
+pub(crate) struct Staging {
     dir: PathBuf,
     next: AtomicU64,
 }
@@ -59,7 +59,7 @@ pub struct Staging {
 impl Staging {
     /// Creates `<state_dir>/plugins` (mode 0700) and empties it of what an
     /// earlier run left there.
-    pub fn prepare(state_dir: &Path) -> Result<Staging, String> {
+    pub(crate) fn prepare(state_dir: &Path) -> Result<Staging, String> {
         let dir = state_dir.join("plugins");
         fs::DirBuilder::new()
             .recursive(true)
@@ -99,7 +99,10 @@ impl Staging {
     /// Copies `source` (trusted, symlinks resolved) to a unique name, opens
     /// the copy and removes its name. Returns the root module, manifest, the
     /// identity of the copied content, and the bytes the copy maps.
-    pub fn open(&self, source: &Path) -> Result<(PluginRootRef, Manifest, FileId, u64), LoadError> {
+    pub(crate) fn open(
+        &self,
+        source: &Path,
+    ) -> Result<(PluginRootRef, Manifest, FileId, u64), LoadError> {
         let mut input =
             File::open(source).map_err(|e| LoadError::new(format!("cannot open: {e}")))?;
         let meta = input
@@ -142,7 +145,7 @@ impl Staging {
 }
 
 /// Bytes of this process's address space mapped from `path`.
-pub fn mapped_bytes(path: &Path) -> u64 {
+pub(crate) fn mapped_bytes(path: &Path) -> u64 {
     let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
         return 0;
     };

@@ -17,7 +17,7 @@ const STICKY: u32 = 0o1000;
 
 /// Checks `file`, found in one of `plugin_dirs`, and returns the path to open
 /// (the symlink resolved). The error is a one-line reason.
-pub fn check(file: &Path, plugin_dirs: &[PathBuf]) -> Result<PathBuf, String> {
+pub(crate) fn check(file: &Path, plugin_dirs: &[PathBuf]) -> Result<PathBuf, String> {
     let link = std::fs::symlink_metadata(file).map_err(|e| format!("cannot stat: {e}"))?;
     let resolved =
         std::fs::canonicalize(file).map_err(|e| format!("cannot resolve the path: {e}"))?;
@@ -77,7 +77,7 @@ pub fn check(file: &Path, plugin_dirs: &[PathBuf]) -> Result<PathBuf, String> {
 }
 
 /// The check applies when the agent runs as root.
-pub fn required() -> bool {
+pub(crate) fn required() -> bool {
     nix::unistd::geteuid().is_root()
 }
 

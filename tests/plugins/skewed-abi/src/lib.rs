@@ -1,6 +1,8 @@
-//! Test fixture: a root module that claims plugin-api 0.1 but whose types are
-//! not plugin-api's (as if built from a forked or miscompiled copy). The
-//! agent's layout check must refuse it with a one-line reason.
+//! Test fixture: a root module that claims the current plugin-api version
+//! (0.2) but whose types are not plugin-api's (as if built from a forked or
+//! miscompiled copy). The version check passes; the agent's layout check
+//! must refuse it with a one-line reason. Keep the version below in step
+//! with plugin-api's.
 
 #![allow(non_local_definitions)] // emitted by abi_stable's derives
 
@@ -22,7 +24,7 @@ impl RootModule for PluginRootRef {
     declare_root_module_statics! {PluginRootRef}
     const BASE_NAME: &'static str = "nova_agent_plugin";
     const NAME: &'static str = "nova-agent plugin";
-    const VERSION_STRINGS: VersionStrings = VersionStrings::new("0.1.0");
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new("0.2.0");
 }
 
 #[export_root_module]

@@ -1,0 +1,91 @@
+//! What became of one file in a plugin directory: its state, its manifest,
+//! and the generation it serves.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::plugins::instance::Instance;
+use crate::plugins::loader::{FileId, Manifest, Opened, State};
+
+/// One file in a plugin directory and what became of it.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginRecord {
+    /// The path in the plugin directory (never a resolved or staged copy).
+    pub(crate) file: PathBuf,
+    /// As read from the file on disk; for a file that is not a loadable
+    /// plugin, only `name` is set: its stem (or, while an earlier generation
+    /// of it serves, that generation's manifest).
+    pub(crate) manifest: Manifest,
+    pub(crate) state: State,
+    /// Why it is not loaded; for a loaded plugin, why its newest file is not
+    /// the one serving.
+    pub(crate) error: Option<String>,
+    /// The generation serving requests (once initialised).
+    pub(crate) instance: Option<Arc<Instance>>,
+    /// The module opened from the file's current content while it does not
+    /// serve (disabled, a duplicate name, a failed `init`): kept so that it
+    /// can serve later without being opened again.
+    pub(crate) opened: Option<Opened>,
+    /// `opened` failed its `init`.
+    pub(crate) init_failed: bool,
+    /// The file content this record describes.
+    pub(crate) seen: Option<FileId>,
+    /// Whether `manifest` was read from the file's current content.
+    pub(crate) manifest_from_disk: bool,
+}
+
+impl PluginRecord {
+    /// A file that could not be opened.
+    pub(crate) fn failed(file: PathBuf, state: State, error: String) -> Self {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        PluginRecord {
+            file,
+            manifest: Manifest {
+                name: stem,
+                ..Manifest::default()
+            },
+            state,
+            error: Some(error),
+            instance: None,
+            opened: None,
+            init_failed: false,
+            seen: None,
+            manifest_from_disk: false,
+        }
+    }
+
+    /// A module opened from the file, not initialised yet.
+    pub(crate) fn opened(opened: Opened) -> Self {
+        PluginRecord {
+            file: opened.origin.file.clone(),
+            manifest: opened.manifest.clone(),
+            state: State::Loaded,
+            error: None,
+            instance: None,
+            seen: Some(opened.origin.id),
+            opened: Some(opened),
+            init_failed: false,
+            manifest_from_disk: true,
+        }
+    }
+
+    pub(crate) fn set_error(&mut self, error: String) {
+        self.state = State::Error;
+        self.error = Some(error);
+    }
+
+    /// Marks the plugin disabled when its config says so; `true` if enabled.
+    pub(crate) fn enable(&mut self, config: &Config) -> bool {
+        let name = &self.manifest.name;
+        if config.plugin_enabled(name) {
+            return true;
+        }
+        self.state = State::Disabled;
+        self.error = Some(format!("disabled by [plugins.{name}] enabled = false"));
+        false
+    }
+}
