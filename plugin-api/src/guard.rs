@@ -5,7 +5,6 @@
 //! abi_stable's own guard calls `exit(1)`; so nothing a plugin author writes
 //! runs outside these adapters.
 
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +21,7 @@ use crate::ffi::{
     FfiParsedCall, FfiParser, FfiParser_TO, FfiResult, FfiStreamDecoder, FfiStreamDecoder_TO,
     HostBox, Instance, StreamDecoderBox,
 };
+use crate::log::panic_message;
 use crate::types::{Decoded, ErrorKind, Outcome, ParsedCall, PluginError};
 
 /// Runs `f`, turning a panic into `FfiError::Panicked`.
@@ -35,16 +35,6 @@ fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> FfiResult<T> {
 /// Runs `f` where there is no error channel; a panic yields `fallback`.
 fn guard_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
-}
-
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
 }
 
 fn decoded(list: Vec<Decoded>) -> RVec<FfiDecoded> {

@@ -5,6 +5,7 @@
 //! agent's subscriber and panic hook do not see a plugin's. `install` sets a
 //! small forwarding subscriber and a panic hook in the plugin's copies.
 
+use std::any::Any;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -37,7 +38,7 @@ pub(crate) fn install(host: &Arc<HostBox>) {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let message = crate::guard::panic_message(info.payload());
+        let message = panic_message(info.payload());
         forward(
             LogLevel::ERROR,
             "nova_agent_plugin_api::panic",
@@ -133,5 +134,16 @@ impl Visit for EventText {
         } else {
             let _ = write!(self.fields, " {}={:?}", field.name(), value);
         }
+    }
+}
+
+/// A panic's message, for the log and the guard.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
     }
 }
