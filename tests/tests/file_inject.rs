@@ -305,7 +305,7 @@ fn the_allow_list_is_read_from_the_config_and_unknown_keys_are_refused() {
     assert_eq!(check.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(
-        stdout.contains("[plugins.file-inject]: unknown field `allowed`, expected `allow`"),
+        stdout.contains("[plugins.file-inject] allowed: unknown field `allowed`, expected `allow`"),
         "{stdout}"
     );
 }

@@ -140,7 +140,11 @@ fn a_broken_build_keeps_the_old_one_serving_and_says_why() {
     };
 
     sandbox.install_as(&test_plugin("old-api"), SWAP_FILE);
-    expect_error(1, "plugin-api 0.1 expected", serde_json::Value::Null);
+    expect_error(
+        1,
+        "plugin-api 0.2 expected, plugin built against 0.1",
+        serde_json::Value::Null,
+    );
 
     let garbage = sandbox.plugins.join("garbage");
     std::fs::write(&garbage, b"\x7fELF but not really").unwrap();

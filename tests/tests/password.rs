@@ -184,7 +184,7 @@ fn no_secret_reaches_the_log_at_trace_level() {
     );
 
     // The log is read from the agent's stderr by another thread: wait for it.
-    agent.wait_for_logged("command \"password\" answered 0", 1);
+    agent.wait_for_logged("command \"password\" answered ok", 1);
     let log = agent.log();
     assert!(log.contains("DEBUG"), "{log}");
     for secret in [password, "An0ther-S3cret", &secret, &value, &wrong] {

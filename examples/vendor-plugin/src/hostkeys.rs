@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nova_agent_plugin_api::Reply;
+use nova_agent_plugin_api::CommandError;
 
 use crate::pubkey;
 
@@ -15,17 +15,20 @@ const KEY_DIR: &str = "etc/ssh";
 /// The most read of one file; a public key line is well under 1 KiB.
 pub const MAX_FILE_LEN: u64 = 64 * 1024;
 
-/// The command's reply for the host keys under `root`.
-pub fn report(root: &Path) -> Reply {
+/// The command's answer for the host keys under `root`: the fingerprints
+/// joined by `"; "`.
+pub fn report(root: &Path) -> Result<String, CommandError> {
     match fingerprints(root) {
-        Ok(lines) if lines.is_empty() => Reply::new("404", "no SSH host keys in /etc/ssh"),
+        Ok(lines) if lines.is_empty() => {
+            Err(CommandError::not_found("no SSH host keys in /etc/ssh"))
+        }
         Ok(lines) => {
             tracing::debug!("reported {} SSH host keys", lines.len());
-            Reply::ok(lines.join("; "))
+            Ok(lines.join("; "))
         }
         Err(message) => {
             tracing::warn!("{message}");
-            Reply::error(message)
+            Err(CommandError::failed(message))
         }
     }
 }

@@ -3,7 +3,7 @@
 //! when it first connects to the guest.
 //!
 //! This is a vendor's plugin, built out of tree against the published ABI
-//! (`nova-agent-plugin-api` 0.1); nova-agent does not ship it.
+//! (`nova-agent-plugin-api` 0.2); nova-agent does not ship it.
 //!
 //! For each `/etc/ssh/ssh_host_*_key.pub` under the agent's root, in file
 //! name order, it prints what `ssh-keygen -l -f <file>` prints, less the
@@ -14,10 +14,11 @@
 //! 256 SHA256:hK5eVVtlKdERJhTtYYpoDK+B1uCPVFgGoJ9DO1noXW0 (ECDSA); 256 SHA256:Xc8y7NLN9LdhbgY3rzh2YNNcZNPwlfgCAPPSpo09mh4 (ED25519)
 //! ```
 //!
-//! Replies: `"0"` with those lines; `"404"` when there is no key file (or no
-//! `/etc/ssh`); `"500"` naming the file when one cannot be read or is not a
-//! valid ed25519, ecdsa, RSA or DSA public key (one bad file fails the whole
-//! reply rather than hiding a key). The request's value is ignored.
+//! Answers: that text as a JSON string (Nova: `"0"`); a not-found error when
+//! there is no key file (or no `/etc/ssh`; Nova: `"404"`); a failure naming
+//! the file when one cannot be read or is not a valid ed25519, ecdsa, RSA or
+//! DSA public key (Nova: `"500"`; one bad file fails the whole answer rather
+//! than hiding a key). The request's arguments are ignored.
 //!
 //! What it is not: it reads public keys only, never a private key, at most
 //! 64 KiB of each; it neither creates nor changes keys and runs nothing
@@ -30,7 +31,10 @@
 
 use std::path::PathBuf;
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
+use serde_json::Value;
 
 mod hostkeys;
 mod pubkey;
@@ -43,13 +47,13 @@ struct SshHostKeys {
 }
 
 impl Command for SshHostKeys {
-    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
-        Ok(hostkeys::report(&self.root))
+    fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
+        hostkeys::report(&self.root).map(Value::String)
     }
 }
 
-fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
-    if !matches!(config_json.trim(), "{}" | "") {
+fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
+    if !matches!(&config, Value::Object(table) if table.is_empty()) {
         return Err(PluginError::failed("[plugins.ssh-hostkeys] takes no keys"));
     }
     Ok(Provides::new().command("ssh-hostkeys", SshHostKeys { root: host.root() }))
@@ -58,8 +62,5 @@ fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "ssh-hostkeys",
     description: "the guest's SSH host key fingerprints, as ssh-keygen -l shows them",
-    exchanges: [],
-    parsers: [],
-    commands: ["ssh-hostkeys"],
     init: init,
 }

@@ -8,12 +8,12 @@ use std::process::Command as Process;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use nova_agent_plugin_api::abi_stable::std_types::{RResult, RStr};
-use nova_agent_plugin_api::ffi::PluginRootRef;
-use nova_agent_plugin_api::testing::{TestCall, TestHost};
-use nova_agent_plugin_api::Reply;
+use nova_agent_plugin_api::testing::{TestAgent, TestCall, TestHost};
+use nova_agent_plugin_api::{CommandError, ErrorKind, PluginError};
+use serde_json::{json, Value};
 
-use crate::hostkeys::{report, MAX_FILE_LEN};
+use crate::hostkeys::MAX_FILE_LEN;
+use crate::SshHostKeys;
 
 /// `ssh-keygen -l -f` on each file of `testdata/etc/ssh` (OpenSSH 9.2p1),
 /// less the comment, in file name order. The 2047-bit RSA key comes from
@@ -65,17 +65,33 @@ impl Guest {
         fs::write(self.keys().join(name), contents).unwrap();
     }
 
-    fn report(&self) -> Reply {
+    fn report(&self) -> Result<Value, CommandError> {
         report(&self.root())
     }
 }
 
-fn assert_reply(reply: &Reply, code: &str, message: &str) {
-    assert_eq!(
-        (reply.code.as_str(), reply.message.as_str()),
-        (code, message)
-    );
+/// The command's answer for the keys under `root`, run directly.
+fn report(root: &Path) -> Result<Value, CommandError> {
+    let command = SshHostKeys {
+        root: root.to_owned(),
+    };
+    TestCall::new().run(&command, "\"\"")
 }
+
+fn assert_keys(answer: &Result<Value, CommandError>, expected: &str) {
+    assert_eq!(answer, &Ok(json!(expected)));
+}
+
+fn assert_error(answer: &Result<Value, CommandError>, kind: ErrorKind, message: &str) {
+    assert_eq!(answer, &Err(CommandError::new(kind, message)));
+}
+
+/// A file that is not a valid public key (or cannot be read).
+fn assert_failed(answer: &Result<Value, CommandError>, message: &str) {
+    assert_error(answer, ErrorKind::Failed, message);
+}
+
+const NO_KEYS: &str = "no SSH host keys in /etc/ssh";
 
 /// The SSH wire encoding of `strings`, each length-prefixed.
 fn wire(strings: &[&[u8]]) -> Vec<u8> {
@@ -100,7 +116,7 @@ fn ed25519_line() -> String {
 #[test]
 fn recorded_vectors_match_ssh_keygen() {
     let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-    assert_reply(&report(&testdata), "0", &RECORDED.join("; "));
+    assert_keys(&report(&testdata), &RECORDED.join("; "));
 }
 
 fn have_ssh_keygen() -> bool {
@@ -166,20 +182,20 @@ fn generated_keys_match_ssh_keygen() {
         })
         .collect();
     // The private keys lie beside the public ones: they must not be read.
-    assert_reply(&guest.report(), "0", &expected.join("; "));
+    assert_keys(&guest.report(), &expected.join("; "));
 }
 
 #[test]
 fn missing_key_directory_is_404() {
     let guest = Guest::new();
     fs::remove_dir(guest.keys()).unwrap();
-    assert_reply(&guest.report(), "404", "no SSH host keys in /etc/ssh");
+    assert_error(&guest.report(), ErrorKind::NotFound, NO_KEYS);
 }
 
 #[test]
 fn key_directory_without_key_files_is_404() {
     let guest = Guest::new();
-    assert_reply(&guest.report(), "404", "no SSH host keys in /etc/ssh");
+    assert_error(&guest.report(), ErrorKind::NotFound, NO_KEYS);
     // Names the glob `ssh_host_*_key.pub` does not match are never read.
     for name in [
         "sshd_config",
@@ -191,7 +207,7 @@ fn key_directory_without_key_files_is_404() {
     ] {
         guest.write(name, "not a key");
     }
-    assert_reply(&guest.report(), "404", "no SSH host keys in /etc/ssh");
+    assert_error(&guest.report(), ErrorKind::NotFound, NO_KEYS);
 }
 
 #[test]
@@ -280,30 +296,31 @@ fn malformed_files_are_500_naming_the_file() {
     for (contents, reason) in cases {
         let guest = Guest::new();
         guest.write(BAD, &contents);
-        let reply = guest.report();
+        let answer = guest.report();
         let expected = format!("/etc/ssh/{BAD}: not a valid public key: {reason}");
-        assert_reply(&reply, "500", &expected);
+        assert_failed(&answer, &expected);
         // The key itself is never quoted back.
         let text = String::from_utf8_lossy(&contents);
         let blob = text.split_whitespace().nth(1).filter(|b| b.len() >= 8);
-        assert!(blob.is_none_or(|b| !reply.message.contains(b)));
+        let message = answer.unwrap_err().message;
+        assert!(blob.is_none_or(|b| !message.contains(b)));
     }
     let guest = Guest::new();
     guest.write(BAD, [0xff, 0xfe, b'\n']);
-    assert_reply(&guest.report(), "500", &format!("/etc/ssh/{BAD}: not text"));
+    assert_failed(&guest.report(), &format!("/etc/ssh/{BAD}: not text"));
 }
 
 #[test]
-fn one_bad_file_fails_the_whole_reply() {
+fn one_bad_file_fails_the_whole_answer() {
     let guest = Guest::new();
     guest.write("ssh_host_ed25519_key.pub", ed25519_line());
     guest.write(BAD, "ssh-rsa AAAA\n");
-    let reply = guest.report();
-    assert_eq!(reply.code.as_str(), "500");
-    assert!(reply.message.starts_with("/etc/ssh/ssh_host_bad_key.pub: "));
+    let error = guest.report().unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Failed);
+    assert!(error.message.starts_with("/etc/ssh/ssh_host_bad_key.pub: "));
     // Without the bad file, the good one is reported.
     fs::remove_file(guest.keys().join(BAD)).unwrap();
-    assert_eq!(guest.report().code.as_str(), "0");
+    assert!(guest.report().is_ok());
 }
 
 #[test]
@@ -312,11 +329,10 @@ fn files_are_read_up_to_64_kib() {
     let line = ed25519_line();
     let fill = MAX_FILE_LEN as usize - line.len() - 1;
     guest.write(BAD, format!("{line}#{}", "x".repeat(fill)));
-    assert_eq!(guest.report().code.as_str(), "0");
+    assert!(guest.report().is_ok());
     guest.write(BAD, format!("{line}#{}", "x".repeat(fill + 1)));
-    assert_reply(
+    assert_failed(
         &guest.report(),
-        "500",
         &format!("/etc/ssh/{BAD}: larger than 64 KiB"),
     );
 }
@@ -331,7 +347,7 @@ fn links_are_followed_only_under_the_root() {
         guest.keys().join("ssh_host_ed25519_key.pub"),
     )
     .unwrap();
-    assert_eq!(guest.report().code.as_str(), "0");
+    assert!(guest.report().is_ok());
 
     fs::write(guest.outside().join("ed25519.pub"), ed25519_line()).unwrap();
     symlink(
@@ -339,9 +355,8 @@ fn links_are_followed_only_under_the_root() {
         guest.keys().join("ssh_host_out_key.pub"),
     )
     .unwrap();
-    assert_reply(
+    assert_failed(
         &guest.report(),
-        "500",
         "/etc/ssh/ssh_host_out_key.pub: leads outside the root",
     );
 
@@ -354,7 +369,7 @@ fn links_are_followed_only_under_the_root() {
     .unwrap();
     fs::remove_dir_all(guest.keys()).unwrap();
     symlink(&outside_keys, guest.keys()).unwrap();
-    assert_reply(&guest.report(), "500", "/etc/ssh leads outside the root");
+    assert_failed(&guest.report(), "/etc/ssh leads outside the root");
 }
 
 #[test]
@@ -362,48 +377,43 @@ fn only_regular_files_are_read() {
     let guest = Guest::new();
     fs::create_dir(guest.keys().join(BAD)).unwrap();
     let expected = format!("/etc/ssh/{BAD}: not a regular file");
-    assert_reply(&guest.report(), "500", &expected);
+    assert_failed(&guest.report(), &expected);
     // A FIFO would block the request if it were opened.
     fs::remove_dir(guest.keys().join(BAD)).unwrap();
     let made = Process::new("mkfifo").arg(guest.keys().join(BAD)).status();
     if made.is_ok_and(|status| status.success()) {
-        assert_reply(&guest.report(), "500", &expected);
+        assert_failed(&guest.report(), &expected);
     }
 }
 
-/// What the agent does: load the root module, check the manifest, `init`
-/// with the host's root, run the command.
+/// What the agent does: `init` with the plugin's table and the host's
+/// root, behind the panic guard, then the command by name.
 #[test]
-fn the_command_through_the_abi() {
-    let plugin = crate::__NOVA_AGENT_PLUGIN_HEADER
-        .init_root_module::<PluginRootRef>()
-        .unwrap();
-    assert_eq!(plugin.name().as_str(), "ssh-hostkeys");
-    assert_eq!(plugin.version().as_str(), "1.0.0");
-    let commands: Vec<&str> = plugin.commands().iter().map(|c| c.as_str()).collect();
-    assert_eq!(commands, ["ssh-hostkeys"]);
-
+fn the_command_as_the_agent_loads_it() {
     let guest = Guest::new();
+    let host = || TestHost::new(guest.root().to_str().unwrap());
+    let refused = TestAgent::new(host()).with_plugin(crate::init, json!({"verbose": true}));
+    assert_eq!(
+        refused.err(),
+        Some(PluginError::failed("[plugins.ssh-hostkeys] takes no keys"))
+    );
+    let agent = TestAgent::new(host())
+        .with_plugin(crate::init, json!({}))
+        .unwrap();
+    assert_eq!(agent.host().enabled_commands(), ["ssh-hostkeys"]);
+    let outcome = agent.run("ssh-hostkeys", "\"\"");
+    assert_eq!(
+        outcome.result,
+        Err(CommandError::not_found(NO_KEYS)),
+        "no key file yet"
+    );
+
     guest.write("ssh_host_ed25519_key.pub", ed25519_line());
-    let host = TestHost::new(guest.root().to_str().unwrap());
-    match plugin.init()(host.to_ffi(), RStr::from_str(r#"{"verbose":true}"#)) {
-        RResult::RErr(e) => assert_eq!(e.message(), "[plugins.ssh-hostkeys] takes no keys"),
-        RResult::ROk(_) => panic!("init took a config key"),
+    let expected = guest.report().unwrap().to_string();
+    // The arguments are ignored.
+    for arguments in ["\"\"", "\"anything\"", "{\"x\": 1}"] {
+        let outcome = agent.run("ssh-hostkeys", arguments);
+        assert_eq!(outcome.result, Ok(expected.clone()), "{arguments}");
+        assert!(outcome.success_response);
     }
-    let RResult::ROk(instance) = plugin.init()(host.to_ffi(), RStr::from_str("{}")) else {
-        panic!("init failed");
-    };
-    let command = &instance.commands[0];
-    assert_eq!(command.0.as_str(), "ssh-hostkeys");
-    // The value is ignored.
-    let context = TestCall::new();
-    for value in ["\"\"", "\"anything\"", "{\"x\": 1}"] {
-        let reply = command
-            .1
-            .run(context.as_ffi(), RStr::from_str(value))
-            .unwrap();
-        assert_eq!(reply, guest.report());
-        assert_eq!(reply.code.as_str(), "0");
-    }
-    instance.lifecycle.shutdown();
 }

@@ -3,12 +3,15 @@
 //! a "500" and the agent keeps serving, and that a command that does not
 //! return cannot keep the agent from stopping.
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::serde_json::{json, Value};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
 
 struct Panics;
 
 impl Command for Panics {
-    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
+    fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
         panic!("the panic fixture panics on purpose")
     }
 }
@@ -16,22 +19,22 @@ impl Command for Panics {
 struct Calm;
 
 impl Command for Calm {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-        Ok(Reply::ok(format!("calm: {}", call.value_json())))
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        Ok(json!(format!("calm: {}", call.arguments())))
     }
 }
 
 struct Hang;
 
 impl Command for Hang {
-    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
+    fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
         tracing::info!("hang: not returning for two minutes");
         std::thread::sleep(std::time::Duration::from_secs(120));
-        Ok(Reply::ok("done"))
+        Ok(json!("done"))
     }
 }
 
-fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
+fn init(_host: Host, _config: Value) -> Result<Provides, PluginError> {
     Ok(Provides::new()
         .command("panic", Panics)
         .command("calm", Calm)
@@ -41,8 +44,5 @@ fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "panic-fixture",
     description: "test fixture: `panic` panics, `calm` does not, `hang` hangs",
-    exchanges: [],
-    parsers: [],
-    commands: ["panic", "calm", "hang"],
     init: init,
 }

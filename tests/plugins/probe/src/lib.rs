@@ -6,54 +6,51 @@
 
 use std::time::Duration;
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::serde_json::{json, Value};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
 
-fn string_value(call: &Call<'_>) -> Result<String, PluginError> {
-    let text = call.value_json().trim();
-    text.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .filter(|t| !t.contains(['"', '\\']))
-        .map(str::to_owned)
-        .ok_or_else(|| PluginError::failed("the value must be a plain JSON string"))
+fn string_value(call: &Call<'_>) -> Result<String, CommandError> {
+    call.parse_arguments()
+        .map_err(|_| CommandError::bad_arguments("the value must be a JSON string"))
 }
 
 struct ReadMetadata;
 
 impl Command for ReadMetadata {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
         let key = string_value(call)?;
-        Ok(match call.metadata_read(&key)? {
-            Some(value) => Reply::ok(value),
-            None => Reply::new("404", format!("no metadata key {key}")),
-        })
+        match call.metadata_read(&key)? {
+            Some(value) => Ok(json!(value)),
+            None => Err(CommandError::not_found(format!("no metadata key {key}"))),
+        }
     }
 }
 
 struct ListMetadata;
 
 impl Command for ListMetadata {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
         let dir = string_value(call)?;
-        Ok(Reply::ok(call.metadata_list(&dir)?.join(",")))
+        Ok(json!(call.metadata_list(&dir)?.join(",")))
     }
 }
 
 struct Nap;
 
 impl Command for Nap {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
-        let millis: u64 = call
-            .value_json()
-            .trim()
-            .parse()
-            .map_err(|_| PluginError::failed("the value must be a number of milliseconds"))?;
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
+        let millis: u64 = call.parse_arguments().map_err(|_| {
+            CommandError::bad_arguments("the value must be a number of milliseconds")
+        })?;
         std::thread::sleep(Duration::from_millis(millis.min(10_000)));
         tracing::info!("nap of {millis} ms done");
-        Ok(Reply::ok(format!("slept {millis} ms")))
+        Ok(json!(format!("slept {millis} ms")))
     }
 }
 
-fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
+fn init(_host: Host, _config: Value) -> Result<Provides, PluginError> {
     Ok(Provides::new()
         .command("read-metadata", ReadMetadata)
         .command("list-metadata", ListMetadata)
@@ -63,8 +60,5 @@ fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "probe-fixture",
     description: "test fixture: metadata through the channel, and a slow command",
-    exchanges: [],
-    parsers: [],
-    commands: ["read-metadata", "list-metadata", "nap"],
     init: init,
 }

@@ -4,30 +4,31 @@
 // Config: `ready_file = "PATH"` makes `init` fail while PATH does not exist,
 // so a test can fail and fix an init without touching the plugin directory.
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
+use serde_json::{json, Value};
 
 struct Version;
 
 impl Command for Version {
-    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
-        Ok(Reply::ok(format!("swap-{BUILD}")))
+    fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
+        Ok(json!(format!("swap-{BUILD}")))
     }
 }
 
 struct Features;
 
 impl Command for Features {
-    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
-        Ok(Reply::ok(format!("version,features from swap-{BUILD}")))
+    fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
+        Ok(json!(format!("version,features from swap-{BUILD}")))
     }
 }
 
-fn init(_host: Host, config_json: &str) -> Result<Provides, PluginError> {
+fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
     if let Some(reason) = INIT_ERROR {
         return Err(PluginError::failed(reason));
     }
-    let config: serde_json::Value = serde_json::from_str(config_json)
-        .map_err(|e| PluginError::failed(format!("bad config: {e}")))?;
     if let Some(ready) = config["ready_file"].as_str() {
         if !std::path::Path::new(ready).exists() {
             return Err(PluginError::failed(format!("waiting for {ready}")));
@@ -41,8 +42,5 @@ fn init(_host: Host, config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "swap-fixture",
     description: "test fixture: answers version and features with its build's tag",
-    exchanges: [],
-    parsers: [],
-    commands: ["version", "features"],
     init: init,
 }

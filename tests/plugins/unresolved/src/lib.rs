@@ -1,6 +1,9 @@
 //! Test fixture: a plugin whose command calls a function no library defines.
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::serde_json::{json, Value};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
 
 extern "C" {
     fn nova_agent_test_missing_symbol() -> i32;
@@ -9,22 +12,19 @@ extern "C" {
 struct Missing;
 
 impl Command for Missing {
-    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
+    fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
         // SAFETY: it is not; the agent must never get here.
         let n = unsafe { nova_agent_test_missing_symbol() };
-        Ok(Reply::ok(n.to_string()))
+        Ok(json!(n.to_string()))
     }
 }
 
-fn init(_host: Host, _config_json: &str) -> Result<Provides, PluginError> {
+fn init(_host: Host, _config: Value) -> Result<Provides, PluginError> {
     Ok(Provides::new().command("missing", Missing))
 }
 
 export_plugin! {
     name: "unresolved-fixture",
     description: "test fixture: calls an undefined symbol",
-    exchanges: [],
-    parsers: [],
-    commands: ["missing"],
     init: init,
 }

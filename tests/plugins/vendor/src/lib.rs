@@ -1,13 +1,16 @@
 //! Test fixture: a vendor plugin providing `version` (which `core` provides
 //! too) and `vendor-info`, which reports what the host told the plugin.
 
-use nova_agent_plugin_api::{export_plugin, Call, Command, Host, PluginError, Provides, Reply};
+use nova_agent_plugin_api::serde_json::{json, Value};
+use nova_agent_plugin_api::{
+    export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
+};
 
 struct VendorVersion;
 
 impl Command for VendorVersion {
-    fn run(&self, _call: &Call<'_>) -> Result<Reply, PluginError> {
-        Ok(Reply::ok("vendor"))
+    fn run(&self, _call: &Call<'_>) -> Result<Value, CommandError> {
+        Ok(json!("vendor"))
     }
 }
 
@@ -18,10 +21,10 @@ struct Info {
 }
 
 impl Command for Info {
-    fn run(&self, call: &Call<'_>) -> Result<Reply, PluginError> {
+    fn run(&self, call: &Call<'_>) -> Result<Value, CommandError> {
         tracing::info!(target: "vendor_fixture", "vendor-info called");
         let hostname = call.metadata_read("vm-data/hostname")?.unwrap_or_default();
-        Ok(Reply::ok(format!(
+        Ok(json!(format!(
             "root={} apply={} config={} hostname={hostname}",
             self.host.root().display(),
             self.host.apply(),
@@ -30,12 +33,12 @@ impl Command for Info {
     }
 }
 
-fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
+fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
     Ok(Provides::new().command("version", VendorVersion).command(
         "vendor-info",
         Info {
             host,
-            config: config_json.to_owned(),
+            config: config.to_string(),
         },
     ))
 }
@@ -43,8 +46,5 @@ fn init(host: Host, config_json: &str) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "vendor-fixture",
     description: "test fixture: a second `version`",
-    exchanges: [],
-    parsers: [],
-    commands: ["version", "vendor-info"],
     init: init,
 }
