@@ -49,8 +49,7 @@ struct GuardedCommand {
 impl FfiCommand for GuardedCommand {
     fn run<'a>(&self, call: FfiCall_TO<'a, RRef<'a, ()>>, arguments: RStr<'a>) -> FfiOutcome {
         let result = catch_unwind(AssertUnwindSafe(|| {
-            self.command
-                .run(&Call::from_ffi(call, arguments.as_str()))
+            self.command.run(&Call::from_ffi(call, arguments.as_str()))
         }));
         let (kind, text) = match result {
             Ok(Ok(value)) => (0, value.to_string()),

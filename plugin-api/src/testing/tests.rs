@@ -165,7 +165,13 @@ fn a_command_runs_in_a_test_call() {
         .with_metadata("vm-data/hostname", "web-01");
     assert_eq!(
         context.run(&command, "\"x\""),
-        Ok(json!(["unix-socket+json", "/guest", true, "web-01", "\"x\""]))
+        Ok(json!([
+            "unix-socket+json",
+            "/guest",
+            true,
+            "web-01",
+            "\"x\""
+        ]))
     );
 }
 
@@ -205,7 +211,10 @@ fn the_agent_runs_commands_through_the_guard() {
         ErrorKind::UnknownCommand
     );
     let denied = agent.run("quiet", "null").result.unwrap_err();
-    assert_eq!((denied.kind, denied.message.as_str()), (ErrorKind::Disabled, ""));
+    assert_eq!(
+        (denied.kind, denied.message.as_str()),
+        (ErrorKind::Disabled, "")
+    );
     let bad = agent.run("freeze", "\"yes\"").result.unwrap_err();
     assert_eq!(bad.kind, ErrorKind::BadArguments);
 }
@@ -223,7 +232,10 @@ fn a_closed_gate_lets_only_its_allowed_commands_run() {
     let enabled = agent.host().enabled_commands();
     assert_eq!(enabled, ["echo", "freeze"]);
     agent.run("freeze", "false").result.unwrap();
-    assert_eq!(agent.host().enabled_commands(), ["echo", "freeze", "panics"]);
+    assert_eq!(
+        agent.host().enabled_commands(),
+        ["echo", "freeze", "panics"]
+    );
 }
 
 #[test]
@@ -258,7 +270,10 @@ fn a_parser_is_driven_end_to_end() {
 fn a_stream_keeps_its_half_read_input_between_chunks() {
     let agent = agent();
     assert!(agent.feed("lines", b"freeze tr").is_empty());
-    assert_eq!(agent.feed("lines", b"ue;freeze false;"), b"ok null\nok null\n");
+    assert_eq!(
+        agent.feed("lines", b"ue;freeze false;"),
+        b"ok null\nok null\n"
+    );
     // An answer that is not sent: quiet's success (were it not denied).
     let agent = TestAgent::new(TestHost::new("/"))
         .with_plugin(init, json!({}))
