@@ -7,9 +7,9 @@ use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr, RRef};
 use serde_json::Value;
 
 use crate::ffi::{FfiCall, FfiCall_TO, HostBox};
-use crate::types::{
-    CommandError, CommandInfo, Decoded, Gate, Incoming, Outcome, ParsedCall, PluginError,
-};
+#[cfg(doc)]
+use crate::types::ParsedCall;
+use crate::types::{CommandError, CommandInfo, Decoded, Gate, Incoming, Outcome, PluginError};
 
 /// A named job, e.g. `version`.
 pub trait Command: Send + Sync + 'static {
@@ -58,12 +58,12 @@ pub trait Exchange: Send + Sync + 'static {
 /// Turns input into command calls, and outcomes into responses.
 pub trait Parser: Send + Sync + 'static {
     /// Decodes one framed request; `Err(reason)` when the exchange could not
-    /// read it. Returns what to do, in order (usually one item).
-    fn decode(&self, request: Result<&[u8], &str>) -> Vec<Decoded>;
+    /// read it.
+    fn decode(&self, request: Result<&[u8], &str>) -> Decoded;
 
-    /// Encodes the outcome of a call this parser decoded. `None`: answer
-    /// nothing.
-    fn encode(&self, call: &ParsedCall, outcome: &Outcome) -> Option<Vec<u8>>;
+    /// Encodes the outcome of a call this parser decoded: its `command` and
+    /// the `context` it put in the [`ParsedCall`]. `None`: answer nothing.
+    fn encode(&self, command: &str, context: &str, outcome: &Outcome) -> Option<Vec<u8>>;
 
     /// A decoder for one raw byte stream, keeping its half-read input
     /// between chunks. `None` (the default): this parser takes framed

@@ -85,9 +85,15 @@ pub trait FfiCommand: Send + Sync {
 #[sabi_trait]
 pub trait FfiParser: Send + Sync {
     /// Decodes one framed request (or the reason it is unreadable).
-    fn decode(&self, input: FfiFramed<'_>) -> FfiResult<RVec<FfiDecoded>>;
-    /// Encodes one call's outcome; `RNone`: answer nothing.
-    fn encode(&self, call: &FfiParsedCall, outcome: &FfiOutcome) -> FfiResult<ROption<RVec<u8>>>;
+    fn decode(&self, input: FfiFramed<'_>) -> FfiResult<FfiDecoded>;
+    /// Encodes the outcome of a call it decoded (its command and context);
+    /// `RNone`: answer nothing.
+    fn encode(
+        &self,
+        command: RStr<'_>,
+        context: RStr<'_>,
+        outcome: &FfiOutcome,
+    ) -> FfiResult<ROption<RVec<u8>>>;
     /// A decoder for one raw byte stream; `RNone`: framed input only.
     #[sabi(last_prefix_field)]
     fn stream_decoder(&self) -> FfiResult<ROption<StreamDecoderBox>>;

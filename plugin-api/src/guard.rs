@@ -17,12 +17,12 @@ use abi_stable::{
 use crate::author::{Call, Command, Exchange, Host, Parser, Provides, StreamDecoder};
 use crate::ffi::{
     FfiCall_TO, FfiCommand, FfiCommandEntry, FfiCommand_TO, FfiDecoded, FfiError, FfiExchange,
-    FfiExchange_TO, FfiFramed, FfiIncoming, FfiLifecycle, FfiLifecycle_TO, FfiOutcome,
-    FfiParsedCall, FfiParser, FfiParser_TO, FfiResult, FfiStreamDecoder, FfiStreamDecoder_TO,
-    HostBox, Instance, StreamDecoderBox,
+    FfiExchange_TO, FfiFramed, FfiIncoming, FfiLifecycle, FfiLifecycle_TO, FfiOutcome, FfiParser,
+    FfiParser_TO, FfiResult, FfiStreamDecoder, FfiStreamDecoder_TO, HostBox, Instance,
+    StreamDecoderBox,
 };
 use crate::log::panic_message;
-use crate::types::{Decoded, ErrorKind, Outcome, ParsedCall, PluginError};
+use crate::types::{Decoded, ErrorKind, Outcome, PluginError};
 
 /// Runs `f`, turning a panic into `FfiError::Panicked`.
 fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> FfiResult<T> {
@@ -52,7 +52,7 @@ impl FfiCommand for GuardedCommand {
             self.command.run(&Call::from_ffi(call, arguments.as_str()))
         }));
         let (kind, text) = match result {
-            Ok(Ok(value)) => (0, value.to_string()),
+            Ok(Ok(value)) => (0, json_text(&value)),
             Ok(Err(e)) => (e.kind.to_u8(), e.message),
             Err(payload) => (ErrorKind::Panicked.to_u8(), panic_message(&*payload)),
         };
@@ -64,22 +64,33 @@ impl FfiCommand for GuardedCommand {
     }
 }
 
+/// A value's compact JSON text, in one allocation of a reasonable size.
+fn json_text(value: &serde_json::Value) -> String {
+    // Serialising a `Value` cannot fail: its map keys are strings.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
 struct GuardedParser(Box<dyn Parser>);
 
 impl FfiParser for GuardedParser {
-    fn decode(&self, input: FfiFramed<'_>) -> FfiResult<RVec<FfiDecoded>> {
+    fn decode(&self, input: FfiFramed<'_>) -> FfiResult<FfiDecoded> {
         let input = match input {
             FfiFramed::Request(bytes) => Ok(bytes.as_slice()),
             FfiFramed::Unreadable(reason) => Err(reason.as_str()),
         };
-        guard(|| Ok(decoded(self.0.decode(input))))
+        guard(|| Ok(self.0.decode(input).into()))
     }
 
-    fn encode(&self, call: &FfiParsedCall, outcome: &FfiOutcome) -> FfiResult<ROption<RVec<u8>>> {
+    fn encode(
+        &self,
+        command: RStr<'_>,
+        context: RStr<'_>,
+        outcome: &FfiOutcome,
+    ) -> FfiResult<ROption<RVec<u8>>> {
         guard(|| {
-            let call = ParsedCall::from(call);
             let outcome = Outcome::from(outcome);
-            Ok(self.0.encode(&call, &outcome).map(RVec::from).into())
+            let encoded = self.0.encode(command.as_str(), context.as_str(), &outcome);
+            Ok(encoded.map(RVec::from).into())
         })
     }
 

@@ -49,7 +49,7 @@ use serde_json::Value;
 use crate::author::{Call, Command, Host};
 use crate::ffi::{
     CommandBox, FfiCall, FfiCommandInfo, FfiDecoded, FfiError, FfiFramed, FfiHost, FfiHost_TO,
-    FfiParsedCall, FfiResult, Instance, ParserBox, StreamDecoderBox,
+    FfiResult, Instance, ParserBox, StreamDecoderBox,
 };
 use crate::guard::{run_init, AuthorInit};
 use crate::types::{
@@ -421,7 +421,8 @@ impl TestAgent {
     pub fn request(&self, parser: &str, request: &[u8]) -> Vec<u8> {
         let decoded = self
             .parser(parser)
-            .decode(FfiFramed::Request(request.into()));
+            .decode(FfiFramed::Request(request.into()))
+            .map(|one| RVec::from(vec![one]));
         self.answer(parser, decoded)
     }
 
@@ -429,7 +430,8 @@ impl TestAgent {
     pub fn unreadable(&self, parser: &str, reason: &str) -> Vec<u8> {
         let decoded = self
             .parser(parser)
-            .decode(FfiFramed::Unreadable(RStr::from_str(reason)));
+            .decode(FfiFramed::Unreadable(RStr::from_str(reason)))
+            .map(|one| RVec::from(vec![one]));
         self.answer(parser, decoded)
     }
 
@@ -467,17 +469,19 @@ impl TestAgent {
                 Decoded::Answer(bytes) => out.extend(bytes),
                 Decoded::Call(call) => {
                     let outcome = self.run(&call.command, &call.arguments);
-                    out.extend(self.encode(parser, call, &outcome));
+                    out.extend(self.encode(parser, &call, &outcome));
                 }
             }
         }
         out
     }
 
-    fn encode(&self, parser: &str, call: ParsedCall, outcome: &Outcome) -> Vec<u8> {
-        let encoded = self
-            .parser(parser)
-            .encode(&FfiParsedCall::from(call), &outcome.into());
+    fn encode(&self, parser: &str, call: &ParsedCall, outcome: &Outcome) -> Vec<u8> {
+        let encoded = self.parser(parser).encode(
+            RStr::from_str(&call.command),
+            RStr::from_str(&call.context),
+            &outcome.into(),
+        );
         match encoded.into_result() {
             Ok(bytes) => bytes.into_option().map(Vec::from).unwrap_or_default(),
             Err(e) => panic!("parser {parser} failed to encode: {e}"),

@@ -82,7 +82,10 @@ fn run(config: &Config, loaded: &Loaded) -> Result<(String, bool)> {
         ErrorKind::Disabled => bail!("{COMMAND} is disabled: {}", outcome.text),
         _ => {}
     }
-    let encoded = match parser.object.encode(&call, &outcome).into_result() {
+    let encoded = parser
+        .object
+        .encode(call.command.as_rstr(), call.context.as_rstr(), &outcome);
+    let encoded = match encoded.into_result() {
         Ok(encoded) => encoded.into_option().map(Vec::from).unwrap_or_default(),
         Err(e) => bail!(
             "parser '{}' failed to encode the response: {e}",

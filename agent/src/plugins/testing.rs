@@ -222,14 +222,14 @@ fn decode_line(line: &[u8]) -> Decoded {
 struct Lines;
 
 impl Parser for Lines {
-    fn decode(&self, request: Result<&[u8], &str>) -> Vec<Decoded> {
+    fn decode(&self, request: Result<&[u8], &str>) -> Decoded {
         match request {
-            Ok(bytes) => bytes.split(|b| *b == b'\n').map(decode_line).collect(),
-            Err(reason) => vec![Decoded::Answer(format!("unreadable {reason}\n").into())],
+            Ok(bytes) => decode_line(bytes),
+            Err(reason) => Decoded::Answer(format!("unreadable {reason}\n").into()),
         }
     }
 
-    fn encode(&self, _call: &ParsedCall, outcome: &Outcome) -> Option<Vec<u8>> {
+    fn encode(&self, _command: &str, _context: &str, outcome: &Outcome) -> Option<Vec<u8>> {
         let line = match &outcome.result {
             Ok(_) if !outcome.success_response => return None,
             Ok(value) => format!("ok {value}\n"),
@@ -261,12 +261,12 @@ impl StreamDecoder for LineStream {
 struct Framed;
 
 impl Parser for Framed {
-    fn decode(&self, request: Result<&[u8], &str>) -> Vec<Decoded> {
+    fn decode(&self, request: Result<&[u8], &str>) -> Decoded {
         Lines.decode(request)
     }
 
-    fn encode(&self, call: &ParsedCall, outcome: &Outcome) -> Option<Vec<u8>> {
-        Lines.encode(call, outcome)
+    fn encode(&self, command: &str, context: &str, outcome: &Outcome) -> Option<Vec<u8>> {
+        Lines.encode(command, context, outcome)
     }
 }
 

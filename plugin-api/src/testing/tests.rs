@@ -71,15 +71,15 @@ fn parse(text: &[u8]) -> Decoded {
 }
 
 impl Parser for Lines {
-    fn decode(&self, request: Result<&[u8], &str>) -> Vec<Decoded> {
+    fn decode(&self, request: Result<&[u8], &str>) -> Decoded {
         match request {
-            Ok(bytes) => vec![parse(bytes)],
-            Err(reason) => vec![Decoded::Answer(format!("err {reason}\n").into_bytes())],
+            Ok(bytes) => parse(bytes),
+            Err(reason) => Decoded::Answer(format!("err {reason}\n").into_bytes()),
         }
     }
 
-    fn encode(&self, call: &ParsedCall, outcome: &Outcome) -> Option<Vec<u8>> {
-        assert_eq!(call.context, "ctx");
+    fn encode(&self, _command: &str, context: &str, outcome: &Outcome) -> Option<Vec<u8>> {
+        assert_eq!(context, "ctx");
         let text = match &outcome.result {
             Ok(_) if !outcome.success_response => return None,
             Ok(value) => format!("ok {value}\n"),

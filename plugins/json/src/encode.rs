@@ -1,6 +1,8 @@
 //! The byte-exact encoding of a Nova response, and the mapping of a
 //! command's outcome to Nova's codes and message.
 
+use std::borrow::Cow;
+
 use nova_agent_plugin_api::{ErrorKind, Outcome};
 
 /// The one command whose success is answered `"D0"` rather than `"0"`.
@@ -30,15 +32,19 @@ pub(crate) fn encode_outcome(command: &str, outcome: &Outcome) -> Option<Vec<u8>
 /// A success's message: a JSON string as it is, `null` as nothing, any
 /// other value as its compact JSON text (which the agent hands over: a wide
 /// number keeps every digit).
-fn value_message(json: &str) -> String {
-    if json.starts_with('"') {
+fn value_message(json: &str) -> Cow<'_, str> {
+    if let Some(inner) = json.strip_prefix('"').and_then(|j| j.strip_suffix('"')) {
+        // Without a backslash a JSON string has no escape: its text is as is.
+        if !inner.contains('\\') {
+            return Cow::Borrowed(inner);
+        }
         if let Ok(text) = serde_json::from_str::<String>(json) {
-            return text;
+            return Cow::Owned(text);
         }
     }
     match json {
-        "null" => String::new(),
-        _ => json.to_owned(),
+        "null" => Cow::Borrowed(""),
+        _ => Cow::Borrowed(json),
     }
 }
 

@@ -28,12 +28,11 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
-
 use nova_agent_plugin_api::{
     export_plugin, Decoded, Host, Outcome, ParsedCall, Parser, PluginError, Provides,
 };
 use nova_agent_support::config;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -93,16 +92,86 @@ struct Parsed<'a> {
 fn parse_request(body: &[u8]) -> Result<Parsed<'_>, Malformed> {
     let text = std::str::from_utf8(body).map_err(|_| Malformed::NotUtf8)?;
     // One parse of the whole document (empty input and trailing garbage fail
-    // it) into a map, so a duplicate key's last occurrence wins, as with
-    // Python's json. Errors are dropped unlogged: their text can quote the
-    // request.
-    let fields: HashMap<String, &RawValue> =
-        serde_json::from_str(text).map_err(|_| classify(text))?;
-    let name = fields.get("name").ok_or(Malformed::MissingName)?;
+    // it); a duplicate key's last occurrence wins, as with Python's json.
+    // Errors are dropped unlogged: their text can quote the request.
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|_| classify(text))?;
+    let name = envelope.name.ok_or(Malformed::MissingName)?;
     Ok(Parsed {
         name: command_name(name)?,
-        value_json: fields.get("value").map_or(EMPTY_VALUE, |v| v.get()),
+        value_json: envelope.value.map_or(EMPTY_VALUE, RawValue::get),
     })
+}
+
+/// The two members of a request that matter, borrowed from its text; any
+/// other member is skipped unread, and of a duplicate the last one counts.
+struct Envelope<'a> {
+    name: Option<&'a RawValue>,
+    value: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Envelope<'de>, M::Error> {
+        let mut envelope = Envelope {
+            name: None,
+            value: None,
+        };
+        while let Some(member) = map.next_key::<Member>()? {
+            match member {
+                Member::Name => envelope.name = Some(map.next_value()?),
+                Member::Value => envelope.value = Some(map.next_value()?),
+                Member::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
+    }
+}
+
+/// A member's key, told apart without allocating (an escaped key is
+/// unescaped by serde_json into its scratch buffer).
+enum Member {
+    Name,
+    Value,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(MemberVisitor)
+    }
+}
+
+struct MemberVisitor;
+
+impl Visitor<'_> for MemberVisitor {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Member, E> {
+        Ok(match key {
+            "name" => Member::Name,
+            "value" => Member::Value,
+            _ => Member::Other,
+        })
+    }
 }
 
 /// Why a UTF-8 request did not parse as an object (the cold path).
@@ -153,12 +222,12 @@ fn decode_request(request: Result<&[u8], &str>) -> Decoded {
 struct JsonParser;
 
 impl Parser for JsonParser {
-    fn decode(&self, request: Result<&[u8], &str>) -> Vec<Decoded> {
-        vec![decode_request(request)]
+    fn decode(&self, request: Result<&[u8], &str>) -> Decoded {
+        decode_request(request)
     }
 
-    fn encode(&self, call: &ParsedCall, outcome: &Outcome) -> Option<Vec<u8>> {
-        encode_outcome(&call.command, outcome)
+    fn encode(&self, command: &str, _context: &str, outcome: &Outcome) -> Option<Vec<u8>> {
+        encode_outcome(command, outcome)
     }
 }
 

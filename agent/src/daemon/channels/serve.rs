@@ -22,10 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use nova_agent_plugin_api::ffi::abi_stable::std_types::{ROption, RResult, RVec};
+use nova_agent_plugin_api::ffi::abi_stable::std_types::{
+    self as abi_std, ROption, RResult, RStr, RVec,
+};
 use nova_agent_plugin_api::ffi::{
-    ExchangeBox, FfiDecoded, FfiError, FfiFramed, FfiInput, FfiOutcome, FfiParsedCall, ParserBox,
-    StreamDecoderBox,
+    ExchangeBox, FfiDecoded, FfiError, FfiFramed, FfiInput, FfiOutcome, ParserBox, StreamDecoderBox,
 };
 use nova_agent_plugin_api::ErrorKind;
 use nova_agent_support::sync::lock;
@@ -163,10 +164,10 @@ impl Worker {
                     channel,
                     "the agent panicked answering a request; answering nothing"
                 );
-                Vec::new()
+                RVec::new()
             });
             // 5. The exchange sends it all, once.
-            let sent = exchange.respond(incoming.id.as_rstr(), response.as_slice().into());
+            let sent = exchange.respond(incoming.id.as_rstr(), response.as_rslice());
             if let RResult::RErr(e) = &sent {
                 tracing::warn!(channel, "could not deliver a response: {e}");
             }
@@ -180,7 +181,7 @@ impl Worker {
     }
 
     /// Steps 2 to 4 for one input: every byte it produces, in order.
-    fn answer(&self, table: &Table, input: FfiInput, limit: Option<u64>) -> Vec<u8> {
+    fn answer(&self, table: &Table, input: FfiInput, limit: Option<u64>) -> RVec<u8> {
         let channel = self.channel.as_str();
         let Some(parser) = table.parsers.get(&self.parser) else {
             // A reload stops the channel before it publishes a table without
@@ -190,7 +191,7 @@ impl Worker {
                 "parser '{}' is gone; answering nothing",
                 self.parser
             );
-            return Vec::new();
+            return RVec::new();
         };
         let mut encoder = Encoder {
             channel,
@@ -206,7 +207,7 @@ impl Worker {
                 tracing::error!(channel, "parser '{}' failed to decode: {e}", self.parser);
                 parser.instance.count(false);
                 let failed = agent_outcome(ErrorKind::Failed, PARSER_FAILED);
-                return encoder.fallback(&FfiParsedCall::default(), &failed);
+                return encoder.fallback("", "", &failed);
             }
         };
         let dispatcher = Dispatcher {
@@ -217,38 +218,37 @@ impl Worker {
                 exchange: &self.exchange.object,
             },
         };
-        let mut response = Vec::new();
+        let mut response = Response::default();
         for item in decoded {
             match item {
-                FfiDecoded::Answer(bytes) => response.extend_from_slice(&bytes),
+                FfiDecoded::Answer(bytes) => response.push(bytes),
                 FfiDecoded::Call(call) => {
                     // 3. The dispatcher runs the command.
                     let outcome = dispatcher.dispatch(&call);
                     // 4. The parser encodes its outcome.
-                    response.extend(encoder.encode(&call, &outcome));
+                    let (command, context) = (call.command.as_rstr(), call.context.as_rstr());
+                    response.push(encoder.encode(command, context, &outcome));
                 }
             }
         }
         parser.instance.count(encoder.ok);
-        response
+        response.0
     }
 
     /// Step 2: framed input through the parser, stream bytes through the
     /// stream's decoder.
-    fn decode(
-        &self,
-        parser: &Provided<ParserBox>,
-        input: FfiInput,
-    ) -> Result<RVec<FfiDecoded>, FfiError> {
+    fn decode(&self, parser: &Provided<ParserBox>, input: FfiInput) -> Result<Items, FfiError> {
         match input {
             FfiInput::Request(bytes) => parser
                 .object
                 .decode(FfiFramed::Request(bytes.as_rslice()))
-                .into_result(),
+                .into_result()
+                .map(Items::one),
             FfiInput::Unreadable(reason) => parser
                 .object
                 .decode(FfiFramed::Unreadable(reason.as_rstr()))
-                .into_result(),
+                .into_result()
+                .map(Items::one),
             FfiInput::Stream { stream, bytes } => {
                 let taken = lock(&self.streams.decoders).remove(stream.as_str());
                 let taken = taken.filter(|s| Arc::ptr_eq(&s.parser, &parser.instance));
@@ -267,20 +267,48 @@ impl Worker {
                                     self.parser
                                 );
                             }
-                            return Ok(RVec::new());
+                            return Ok(Items::many(RVec::new()));
                         }
                     },
                 };
                 // A decoder that failed is not trusted with the next bytes.
                 let decoded = state.decoder.feed(bytes.as_rslice()).into_result()?;
                 lock(&self.streams.decoders).insert(stream.into_string(), state);
-                Ok(decoded)
+                Ok(Items::many(decoded))
             }
             FfiInput::StreamEnd { stream } => {
                 let ended = lock(&self.streams.decoders).remove(stream.as_str());
                 drop(ended);
-                Ok(RVec::new())
+                Ok(Items::many(RVec::new()))
             }
+        }
+    }
+}
+
+/// What one input decoded to: a framed request's one item, or a stream
+/// chunk's any number, in order.
+enum Items {
+    One(Option<FfiDecoded>),
+    Many(abi_std::vec::IntoIter<FfiDecoded>),
+}
+
+impl Items {
+    fn one(item: FfiDecoded) -> Items {
+        Items::One(Some(item))
+    }
+
+    fn many(items: RVec<FfiDecoded>) -> Items {
+        Items::Many(items.into_iter())
+    }
+}
+
+impl Iterator for Items {
+    type Item = FfiDecoded;
+
+    fn next(&mut self) -> Option<FfiDecoded> {
+        match self {
+            Items::One(item) => item.take(),
+            Items::Many(items) => items.next(),
         }
     }
 }
@@ -298,9 +326,14 @@ struct Encoder<'a> {
 
 impl Encoder<'_> {
     /// The response to `call`'s outcome (none if the parser answers none).
-    fn encode(&mut self, call: &FfiParsedCall, outcome: &FfiOutcome) -> Vec<u8> {
-        let encoded = match self.parser.object.encode(call, outcome).into_result() {
-            Ok(encoded) => encoded.into_option().map(Vec::from).unwrap_or_default(),
+    fn encode(&mut self, command: RStr<'_>, context: RStr<'_>, outcome: &FfiOutcome) -> RVec<u8> {
+        let encoded = match self
+            .parser
+            .object
+            .encode(command, context, outcome)
+            .into_result()
+        {
+            Ok(encoded) => encoded.into_option().unwrap_or_default(),
             Err(e) => {
                 tracing::error!(
                     channel = self.channel,
@@ -308,7 +341,8 @@ impl Encoder<'_> {
                     self.name
                 );
                 self.ok = false;
-                return self.fallback(call, &agent_outcome(ErrorKind::Failed, PARSER_FAILED));
+                let failed = agent_outcome(ErrorKind::Failed, PARSER_FAILED);
+                return self.fallback(command.as_str(), context.as_str(), &failed);
             }
         };
         match self.limit {
@@ -322,7 +356,8 @@ impl Encoder<'_> {
                     "Response too large ({} bytes; the limit is {limit})",
                     encoded.len()
                 );
-                self.fallback(call, &agent_outcome(ErrorKind::Failed, &message))
+                let failed = agent_outcome(ErrorKind::Failed, &message);
+                self.fallback(command.as_str(), context.as_str(), &failed)
             }
             _ => encoded,
         }
@@ -330,9 +365,15 @@ impl Encoder<'_> {
 
     /// The agent's own outcome for `call`, encoded; nothing if that fails
     /// too.
-    fn fallback(&mut self, call: &FfiParsedCall, outcome: &FfiOutcome) -> Vec<u8> {
-        match self.parser.object.encode(call, outcome).into_result() {
-            Ok(encoded) => encoded.into_option().map(Vec::from).unwrap_or_default(),
+    fn fallback(&mut self, command: &str, context: &str, outcome: &FfiOutcome) -> RVec<u8> {
+        let (command, context) = (RStr::from_str(command), RStr::from_str(context));
+        match self
+            .parser
+            .object
+            .encode(command, context, outcome)
+            .into_result()
+        {
+            Ok(encoded) => encoded.into_option().unwrap_or_default(),
             Err(e) => {
                 tracing::error!(
                     channel = self.channel,
@@ -340,8 +381,23 @@ impl Encoder<'_> {
                     self.name
                 );
                 self.ok = false;
-                Vec::new()
+                RVec::new()
             }
+        }
+    }
+}
+
+/// Every byte one input produced, in order. The usual single piece is kept
+/// as the parser returned it, uncopied.
+#[derive(Default)]
+struct Response(RVec<u8>);
+
+impl Response {
+    fn push(&mut self, piece: RVec<u8>) {
+        if self.0.is_empty() {
+            self.0 = piece;
+        } else {
+            self.0.extend_from_slice(&piece);
         }
     }
 }

@@ -41,21 +41,29 @@ fn answer(id: &str, text: &str) -> (String, String) {
 #[test]
 fn each_input_is_decoded_dispatched_encoded_and_answered_once() {
     let (mut channels, _agent, queue, _serial) = serve("lines", &["big"]);
-    queue.push(Incoming::request("1", "echo 1\nnope 2\nquiet 3\nbig 4"));
-    queue.push(Incoming::unreadable("2", "too large"));
-    queue.push(Incoming::request("3", "panics 0"));
-    let answered = text(&queue.answered(3));
+    queue.push(Incoming::request("1", "echo 1"));
+    queue.push(Incoming::request("2", "nope 2"));
+    queue.push(Incoming::request("3", "quiet 3"));
+    queue.push(Incoming::request("4", "big 4"));
+    queue.push(Incoming::unreadable("5", "too large"));
+    queue.push(Incoming::request("6", "panics 0"));
+    let answered = text(&queue.answered(6));
     channels.stop_all();
-    assert_eq!(answered.len(), 3);
-    assert!(answered.contains(&answer(
-        "1",
-        "ok [\"queue+lines\",\"1\"]\nerr UnknownCommand \nerr Disabled \n"
-    )));
-    assert!(answered.contains(&answer("2", "unreadable too large\n")));
-    assert!(answered.contains(&answer(
-        "3",
-        "err Panicked command 'panics' failed unexpectedly; see the agent's log\n"
-    )));
+    assert_eq!(answered.len(), 6);
+    for expected in [
+        answer("1", "ok [\"queue+lines\",\"1\"]\n"),
+        answer("2", "err UnknownCommand \n"),
+        // A success the command wants unanswered: responded with nothing.
+        answer("3", ""),
+        answer("4", "err Disabled \n"),
+        answer("5", "unreadable too large\n"),
+        answer(
+            "6",
+            "err Panicked command 'panics' failed unexpectedly; see the agent's log\n",
+        ),
+    ] {
+        assert!(answered.contains(&expected), "{expected:?} in {answered:?}");
+    }
 }
 
 #[test]
@@ -96,7 +104,8 @@ fn streams_are_decoded_across_chunks_and_forgotten_at_their_end() {
     let (mut channels, _agent, queue, _serial) = serve("lines", &[]);
     queue.push(Incoming::stream("1", "a", b"echo 1\necho ".to_vec()));
     assert_eq!(queue.answered(1).len(), 1);
-    queue.push(Incoming::stream("2", "b", b"echo 3\n".to_vec()));
+    // Two calls in one input, answered together, in order.
+    queue.push(Incoming::stream("2", "b", b"echo 3\necho 4\n".to_vec()));
     assert_eq!(queue.answered(2).len(), 2);
     queue.push(Incoming::stream("3", "a", b"2\n".to_vec()));
     assert_eq!(queue.answered(3).len(), 3);
@@ -112,7 +121,10 @@ fn streams_are_decoded_across_chunks_and_forgotten_at_their_end() {
         answered,
         [
             answer("1", "ok [\"queue+lines\",\"1\"]\n"),
-            answer("2", "ok [\"queue+lines\",\"3\"]\n"),
+            answer(
+                "2",
+                "ok [\"queue+lines\",\"3\"]\nok [\"queue+lines\",\"4\"]\n"
+            ),
             answer("3", "ok [\"queue+lines\",\"2\"]\n"),
             answer("4", ""),
             // A fresh decoder: the empty line names the command "".
