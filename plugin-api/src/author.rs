@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::ffi::{FfiCall, FfiCall_TO, HostBox};
 #[cfg(doc)]
 use crate::types::ParsedCall;
-use crate::types::{CommandError, CommandInfo, Decoded, Gate, Incoming, Outcome, PluginError};
+use crate::types::{CommandError, CommandInfo, Decoded, Incoming, Outcome, PluginError};
 
 /// A named job, e.g. `version`.
 pub trait Command: Send + Sync + 'static {
@@ -120,7 +120,7 @@ impl Host {
     }
 
     /// Closes (`true`) or opens the gate `name`, which some plugin declared
-    /// with [`Provides::gate`]. Fails for a gate no loaded plugin declares.
+    /// with [`Provides::gate`](crate::Provides::gate). Fails for a gate no loaded plugin declares.
     pub fn set_gate(&self, name: &str, closed: bool) -> Result<(), PluginError> {
         self.0
             .set_gate(RStr::from_str(name), closed)
@@ -185,52 +185,5 @@ impl<'a> Call<'a> {
             .into_result()
             .map(|v| v.into_iter().map(String::from).collect())
             .map_err(PluginError::from)
-    }
-}
-
-/// What a plugin's `init` returns: its objects, each named once, here.
-#[derive(Default)]
-pub struct Provides {
-    pub(crate) exchanges: Vec<(String, Box<dyn Exchange>)>,
-    pub(crate) parsers: Vec<(String, Box<dyn Parser>)>,
-    pub(crate) commands: Vec<(String, Box<dyn Command>)>,
-    pub(crate) gates: Vec<Gate>,
-    pub(crate) on_shutdown: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl Provides {
-    pub fn new() -> Self {
-        Provides::default()
-    }
-
-    pub fn exchange(mut self, name: &str, exchange: impl Exchange) -> Self {
-        self.exchanges.push((name.to_owned(), Box::new(exchange)));
-        self
-    }
-
-    pub fn parser(mut self, name: &str, parser: impl Parser) -> Self {
-        self.parsers.push((name.to_owned(), Box::new(parser)));
-        self
-    }
-
-    pub fn command(mut self, name: &str, command: impl Command) -> Self {
-        self.commands.push((name.to_owned(), Box::new(command)));
-        self
-    }
-
-    /// Declares a gate the plugin's commands close and open with
-    /// [`Host::set_gate`].
-    pub fn gate(mut self, gate: Gate) -> Self {
-        self.gates.push(gate);
-        self
-    }
-
-    /// Runs when the agent retires this instance (exit or hot swap), once
-    /// no request is inside its code any more. Stop every thread the plugin
-    /// started here: the code of a replaced build stays mapped, and a thread
-    /// left running keeps running the old code.
-    pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
-        self.on_shutdown = Some(Box::new(hook));
-        self
     }
 }

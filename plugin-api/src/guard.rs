@@ -6,26 +6,25 @@
 //! runs outside these adapters.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RSlice, RStr, RString, RVec, Tuple2},
+    std_types::{ROption, RSlice, RStr, RString, RVec},
     RRef,
 };
 
-use crate::author::{Call, Command, Exchange, Host, Parser, Provides, StreamDecoder};
+use crate::author::{Call, Command, Exchange, Parser, StreamDecoder};
 use crate::ffi::{
-    FfiCall_TO, FfiCommand, FfiCommandEntry, FfiCommand_TO, FfiDecoded, FfiError, FfiExchange,
-    FfiExchange_TO, FfiFramed, FfiIncoming, FfiLifecycle, FfiLifecycle_TO, FfiOutcome, FfiParser,
-    FfiParser_TO, FfiResult, FfiStreamDecoder, FfiStreamDecoder_TO, HostBox, Instance,
-    StreamDecoderBox,
+    ExchangeBox, FfiCall_TO, FfiCommand, FfiCommandEntry, FfiCommand_TO, FfiDecoded, FfiError,
+    FfiExchange, FfiExchange_TO, FfiFramed, FfiIncoming, FfiLifecycle, FfiOutcome, FfiParser,
+    FfiParser_TO, FfiResult, FfiStreamDecoder, FfiStreamDecoder_TO, ParserBox, StreamDecoderBox,
 };
 use crate::log::panic_message;
 use crate::types::{Decoded, ErrorKind, Outcome, PluginError};
 
 /// Runs `f`, turning a panic into `FfiError::Panicked`.
-fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> FfiResult<T> {
+pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> FfiResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result.map_err(FfiError::from).into(),
         Err(payload) => Err(FfiError::Panicked(panic_message(&*payload).into())).into(),
@@ -41,12 +40,12 @@ fn decoded(list: Vec<Decoded>) -> RVec<FfiDecoded> {
     list.into_iter().map(FfiDecoded::from).collect()
 }
 
-struct GuardedCommand {
-    command: Box<dyn Command>,
+struct GuardedCommand<T> {
+    command: T,
     success_response: bool,
 }
 
-impl FfiCommand for GuardedCommand {
+impl<T: Command> FfiCommand for GuardedCommand<T> {
     fn run<'a>(&self, call: FfiCall_TO<'a, RRef<'a, ()>>, arguments: RStr<'a>) -> FfiOutcome {
         let result = catch_unwind(AssertUnwindSafe(|| {
             self.command.run(&Call::from_ffi(call, arguments.as_str()))
@@ -70,9 +69,9 @@ fn json_text(value: &serde_json::Value) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-struct GuardedParser(Box<dyn Parser>);
+struct GuardedParser<T>(T);
 
-impl FfiParser for GuardedParser {
+impl<T: Parser> FfiParser for GuardedParser<T> {
     fn decode(&self, input: FfiFramed<'_>) -> FfiResult<FfiDecoded> {
         let input = match input {
             FfiFramed::Request(bytes) => Ok(bytes.as_slice()),
@@ -113,9 +112,9 @@ impl FfiStreamDecoder for GuardedStreamDecoder {
     }
 }
 
-struct GuardedExchange(Box<dyn Exchange>);
+struct GuardedExchange<T>(T);
 
-impl FfiExchange for GuardedExchange {
+impl<T: Exchange> FfiExchange for GuardedExchange<T> {
     fn start(&self) -> FfiResult<()> {
         guard(|| self.0.start())
     }
@@ -153,7 +152,7 @@ impl FfiExchange for GuardedExchange {
     }
 }
 
-struct GuardedLifecycle(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+pub(crate) struct GuardedLifecycle(pub(crate) Mutex<Option<Box<dyn FnOnce() + Send>>>);
 
 impl FfiLifecycle for GuardedLifecycle {
     fn shutdown(&self) {
@@ -164,71 +163,26 @@ impl FfiLifecycle for GuardedLifecycle {
     }
 }
 
-/// The plugin's objects, each wrapped in its guard.
-pub(crate) fn instance(provides: Provides) -> Instance {
-    Instance {
-        exchanges: provides
-            .exchanges
-            .into_iter()
-            .map(|(name, object)| {
-                let object = FfiExchange_TO::from_value(GuardedExchange(object), TD_Opaque);
-                Tuple2(name.into(), object)
-            })
-            .collect(),
-        parsers: provides
-            .parsers
-            .into_iter()
-            .map(|(name, object)| {
-                let object = FfiParser_TO::from_value(GuardedParser(object), TD_Opaque);
-                Tuple2(name.into(), object)
-            })
-            .collect(),
-        commands: provides
-            .commands
-            .into_iter()
-            .map(|(name, command)| {
-                let success_response = guard_or(true, || command.success_response());
-                FfiCommandEntry {
-                    name: name.into(),
-                    success_response,
-                    object: FfiCommand_TO::from_value(
-                        GuardedCommand {
-                            command,
-                            success_response,
-                        },
-                        TD_Opaque,
-                    ),
-                }
-            })
-            .collect(),
-        gates: provides.gates.into_iter().map(Into::into).collect(),
-        lifecycle: FfiLifecycle_TO::from_value(
-            GuardedLifecycle(Mutex::new(provides.on_shutdown)),
-            TD_Opaque,
-        ),
-    }
+/// `exchange` behind its guard.
+pub(crate) fn exchange(exchange: impl Exchange) -> ExchangeBox {
+    FfiExchange_TO::from_value(GuardedExchange(exchange), TD_Opaque)
 }
 
-/// The author's `init`: the host and the plugin's config table.
-pub type AuthorInit = fn(Host, serde_json::Value) -> Result<Provides, PluginError>;
-
-/// The body of every plugin's `extern "C" fn init`, which `export_plugin!`
-/// writes: installs the log bridge and panic hook, then runs the author's
-/// `init` under the guard.
-pub fn run_init(host: HostBox, config_json: RStr<'_>, init: AuthorInit) -> FfiResult<Instance> {
-    guard(|| {
-        let host = Arc::new(host);
-        crate::log::install(&host);
-        let config = parse_config(config_json.as_str())?;
-        Ok(instance(init(Host::new(host), config)?))
-    })
+/// `parser` behind its guard.
+pub(crate) fn parser(parser: impl Parser) -> ParserBox {
+    FfiParser_TO::from_value(GuardedParser(parser), TD_Opaque)
 }
 
-fn parse_config(json: &str) -> Result<serde_json::Value, PluginError> {
-    match serde_json::from_str(json) {
-        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
-        _ => Err(PluginError::failed(
-            "the agent passed a config table that is not a JSON object",
-        )),
+/// `command` behind its guard, with what the registry lists of it.
+pub(crate) fn command(name: &str, command: impl Command) -> FfiCommandEntry {
+    let success_response = guard_or(true, || command.success_response());
+    let object = GuardedCommand {
+        command,
+        success_response,
+    };
+    FfiCommandEntry {
+        name: name.into(),
+        success_response,
+        object: FfiCommand_TO::from_value(object, TD_Opaque),
     }
 }

@@ -150,11 +150,13 @@ mod export;
 pub mod ffi;
 mod guard;
 mod log;
+mod provides;
 pub mod testing;
 mod types;
 
-pub use author::{Call, Command, Exchange, Host, Parser, Provides, StreamDecoder};
-pub use guard::AuthorInit;
+pub use author::{Call, Command, Exchange, Host, Parser, StreamDecoder};
+pub use provides::AuthorInit;
+pub use provides::Provides;
 pub use types::{
     CommandError, CommandInfo, Decoded, ErrorKind, Gate, Incoming, Input, LogLevel, Outcome,
     ParsedCall, PluginError,
@@ -166,7 +168,7 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::{root_module, Manifest};
-    pub use crate::guard::run_init;
+    pub use crate::provides::run_init;
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };

@@ -51,7 +51,7 @@ use crate::ffi::{
     CommandBox, FfiCall, FfiCommandInfo, FfiDecoded, FfiError, FfiFramed, FfiHost, FfiHost_TO,
     FfiResult, Instance, ParserBox, StreamDecoderBox,
 };
-use crate::guard::{run_init, AuthorInit};
+use crate::provides::{run_init, AuthorInit};
 use crate::types::{
     CommandError, CommandInfo, Decoded, ErrorKind, Gate, LogLevel, Outcome, ParsedCall, PluginError,
 };

@@ -10,15 +10,30 @@ use serde_json::Value;
 /// `[plugins.update] timeout: invalid type: string "x", expected u64`.
 /// Give `T` `#[serde(deny_unknown_fields)]` to refuse unknown keys.
 pub fn parse_table<T: DeserializeOwned>(plugin: &str, table: Value) -> Result<T, PluginError> {
-    serde_path_to_error::deserialize(table).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = without_position(&e.into_inner());
-        if path.is_empty() || path == "." {
-            table_error(plugin, &inner)
-        } else {
-            table_error(plugin, &format!("{path}: {inner}"))
+    // A good table goes through the plain deserializer; only a bad one is
+    // read again to find the path to its error. The tracking code then
+    // stays out of the way (and out of memory) when the config is right.
+    match T::deserialize(&table) {
+        Ok(parsed) => Ok(parsed),
+        Err(_) => Err(error_with_path::<T>(plugin, table)),
+    }
+}
+
+/// The error `table` gives `T`, with the key path to it.
+#[cold]
+fn error_with_path<T: DeserializeOwned>(plugin: &str, table: Value) -> PluginError {
+    match serde_path_to_error::deserialize::<_, T>(table) {
+        Ok(_) => table_error(plugin, "the table was read differently twice"),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = without_position(&e.into_inner());
+            if path.is_empty() || path == "." {
+                table_error(plugin, &inner)
+            } else {
+                table_error(plugin, &format!("{path}: {inner}"))
+            }
         }
-    })
+    }
 }
 
 /// Refuses any key in `table`, for a plugin that takes none.
