@@ -207,7 +207,7 @@ impl Worker {
                 tracing::error!(channel, "parser '{}' failed to decode: {e}", self.parser);
                 parser.instance.count(false);
                 let failed = agent_outcome(ErrorKind::Failed, PARSER_FAILED);
-                return encoder.fallback("", "", &failed);
+                return encoder.fallback(RStr::from_str(""), RStr::from_str(""), &failed);
             }
         };
         let dispatcher = Dispatcher {
@@ -327,23 +327,10 @@ struct Encoder<'a> {
 impl Encoder<'_> {
     /// The response to `call`'s outcome (none if the parser answers none).
     fn encode(&mut self, command: RStr<'_>, context: RStr<'_>, outcome: &FfiOutcome) -> RVec<u8> {
-        let encoded = match self
-            .parser
-            .object
-            .encode(command, context, outcome)
-            .into_result()
-        {
-            Ok(encoded) => encoded.into_option().unwrap_or_default(),
-            Err(e) => {
-                tracing::error!(
-                    channel = self.channel,
-                    "parser '{}' failed to encode: {e}",
-                    self.name
-                );
-                self.ok = false;
-                let failed = agent_outcome(ErrorKind::Failed, PARSER_FAILED);
-                return self.fallback(command.as_str(), context.as_str(), &failed);
-            }
+        let Some(encoded) = self.parser_encode(command, context, outcome, "failed to encode")
+        else {
+            let failed = agent_outcome(ErrorKind::Failed, PARSER_FAILED);
+            return self.fallback(command, context, &failed);
         };
         match self.limit {
             Some(limit) if encoded.len() as u64 > limit => {
@@ -356,8 +343,11 @@ impl Encoder<'_> {
                     "Response too large ({} bytes; the limit is {limit})",
                     encoded.len()
                 );
-                let failed = agent_outcome(ErrorKind::Failed, &message);
-                self.fallback(command.as_str(), context.as_str(), &failed)
+                self.fallback(
+                    command,
+                    context,
+                    &agent_outcome(ErrorKind::Failed, &message),
+                )
             }
             _ => encoded,
         }
@@ -365,23 +355,28 @@ impl Encoder<'_> {
 
     /// The agent's own outcome for `call`, encoded; nothing if that fails
     /// too.
-    fn fallback(&mut self, command: &str, context: &str, outcome: &FfiOutcome) -> RVec<u8> {
-        let (command, context) = (RStr::from_str(command), RStr::from_str(context));
-        match self
-            .parser
-            .object
-            .encode(command, context, outcome)
-            .into_result()
-        {
-            Ok(encoded) => encoded.into_option().unwrap_or_default(),
+    fn fallback(&mut self, command: RStr<'_>, context: RStr<'_>, outcome: &FfiOutcome) -> RVec<u8> {
+        let failing = "could not encode an error either (answering nothing)";
+        self.parser_encode(command, context, outcome, failing)
+            .unwrap_or_default()
+    }
+
+    /// The parser's encoding of `outcome`; `None`, logged, when it failed.
+    fn parser_encode(
+        &mut self,
+        command: RStr<'_>,
+        context: RStr<'_>,
+        outcome: &FfiOutcome,
+        failing: &str,
+    ) -> Option<RVec<u8>> {
+        let encoded = self.parser.object.encode(command, context, outcome);
+        match encoded.into_result() {
+            Ok(encoded) => Some(encoded.into_option().unwrap_or_default()),
             Err(e) => {
-                tracing::error!(
-                    channel = self.channel,
-                    "parser '{}' could not encode an error either: {e}; answering nothing",
-                    self.name
-                );
+                let (channel, name) = (self.channel, self.name);
+                tracing::error!(channel, "parser '{name}' {failing}: {e}");
                 self.ok = false;
-                RVec::new()
+                None
             }
         }
     }
