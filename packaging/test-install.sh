@@ -149,6 +149,7 @@ if command -v ssh-keygen >/dev/null; then
     have_key=1
 fi
 socket="$scratch/run/nova-agent/agent.sock"
+qga_socket="$scratch/run/nova-agent/qga.sock"
 cat > "$config" <<EOF
 # packaging/test-install.sh: everything inside the scratch root.
 plugin_dir = "$plugin_dir"
@@ -161,8 +162,16 @@ run_dir = "$scratch/run/nova-agent"
 exchange = "unix-socket"
 parser = "json"
 
+[[channel]]
+exchange = "virtio-serial"
+parser = "qga"
+
 [plugins.unix-socket]
 path = "$socket"
+
+[plugins.virtio-serial]
+path = "$qga_socket"
+method = "unix-listen"
 
 [log]
 level = "info"
@@ -185,6 +194,29 @@ echo "== call version"
 out="$("$agent" call version --config "$config")" || fail "call version failed: $out"
 echo "$out"
 grep -q '"returncode": *"0"' <<<"$out" || fail "call version: returncode is not \"0\""
+
+echo "== QGA guest-sync (the KVM host's protocol, on a unix socket)"
+if command -v python3 >/dev/null; then
+    out="$(python3 - "$qga_socket" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(b'{"execute":"guest-sync","arguments":{"id":4711}}')
+reply = b""
+while not reply.endswith(b"\n"):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    reply += chunk
+print(reply.decode(), end="")
+PY
+)" || fail "QGA guest-sync failed: $out"
+    echo "$out"
+    [ "$out" = '{"return": 4711}' ] || fail "QGA guest-sync: unexpected answer"
+else
+    echo "skipped: no python3 to play the QGA host"
+fi
 
 # Every plugin file the packages installed is listed as loaded by the live
 # agent.

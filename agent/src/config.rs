@@ -508,7 +508,14 @@ mod tests {
         assert!(c.apply);
         assert_eq!(c.root, PathBuf::from("/"));
         let channels: Vec<String> = c.channels.iter().map(ChannelConfig::name).collect();
-        assert_eq!(channels, ["xenstore+json", "unix-socket+json"]);
+        assert_eq!(
+            channels,
+            ["xenstore+json", "virtio-serial+qga", "unix-socket+json"]
+        );
+        assert_eq!(
+            c.plugin_json("virtio-serial"),
+            r#"{"method":"virtio-serial","path":"/dev/virtio-ports/org.qemu.guest_agent.0"}"#
+        );
         assert_eq!(
             c.plugin_json("xenstore"),
             r#"{"request_path":"data/host","response_path":"data/guest"}"#
@@ -528,13 +535,9 @@ mod tests {
             vec![PathBuf::from("/work/x \"q\"/target/release")]
         );
         assert!(c.root.starts_with("/work/x \"q\"/target/release"));
-        assert_eq!(
-            c.channels,
-            vec![ChannelConfig {
-                exchange: "unix-socket".into(),
-                parser: "json".into()
-            }]
-        );
+        let channels: Vec<String> = c.channels.iter().map(ChannelConfig::name).collect();
+        assert_eq!(channels, ["unix-socket+json", "virtio-serial+qga"]);
         assert!(c.plugin_json("unix-socket").contains("target/release"));
+        assert!(c.plugin_json("virtio-serial").contains("target/release"));
     }
 }

@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::IsTerminal;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use nova_agent_support::sync::lock;
@@ -23,7 +24,7 @@ use tracing_core::{
     Event, Level, Metadata,
 };
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Starts the log of a one-shot command: stderr only. `RUST_LOG`, when set,
@@ -88,12 +89,44 @@ pub(crate) fn init_service(log: &ServiceLog<'_>) -> std::io::Result<String> {
             .with_ansi(false)
     });
     let _ = tracing_subscriber::registry()
+        .with(Hold)
         .with(journald)
         .with(stderr)
         .with(file)
         .with(filter(log.level))
         .try_init();
     Ok(format!("logging to {}", sinks.join(" and ")))
+}
+
+static HELD: AtomicBool = AtomicBool::new(false);
+static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+
+/// Holds the service's log back (`true`) or lets it through again. While a
+/// gate is closed (the guest's filesystems frozen) the agent writes nothing:
+/// every sink may end in a file, and a write to a frozen filesystem blocks
+/// until it thaws. As qemu-ga does, events are not kept; their number is
+/// logged once the log flows again.
+pub(crate) fn hold(held: bool) {
+    let was = HELD.swap(held, Ordering::AcqRel);
+    if was && !held {
+        let count = HELD_BACK.swap(0, Ordering::AcqRel);
+        if count > 0 {
+            tracing::info!("{count} log events were not written while a gate was closed");
+        }
+    }
+}
+
+/// The global filter that applies [`hold`].
+struct Hold;
+
+impl<S: tracing_core::Subscriber> Layer<S> for Hold {
+    fn event_enabled(&self, _event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
+        if HELD.load(Ordering::Acquire) {
+            HELD_BACK.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 fn filter(level: &str) -> Targets {
@@ -232,4 +265,53 @@ pub(crate) fn plugin_event(level: Level, target: &str, message: &str) {
         metadata,
         &fields.value_set(&[(&field, Some(&message as &dyn Value))]),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::{hold, Hold};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_held_log_writes_nothing_and_then_says_how_much_it_held_back() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(Hold).with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || sink.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("before");
+            hold(true);
+            tracing::info!("while frozen");
+            tracing::warn!("while frozen too");
+            hold(false);
+            tracing::info!("after");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("before") && text.contains("after"), "{text}");
+        assert!(!text.contains("while frozen"), "{text}");
+        assert!(
+            text.contains("2 log events were not written while a gate was closed"),
+            "{text}"
+        );
+    }
 }

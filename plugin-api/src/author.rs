@@ -128,6 +128,13 @@ impl Host {
             .map_err(PluginError::from)
     }
 
+    /// Where the agent keeps state across restarts (`state_dir` in the
+    /// config): a plugin keeps its own files in a subdirectory named after
+    /// it.
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(String::from(self.0.state_dir()))
+    }
+
     /// Whether the gate `name` is closed.
     pub fn gate_closed(&self, name: &str) -> bool {
         self.0.gate_closed(RStr::from_str(name))

@@ -60,6 +60,10 @@ pub trait FfiHost: Send + Sync {
     fn set_gate(&self, gate: RStr<'_>, closed: bool) -> FfiResult<()>;
     #[sabi(last_prefix_field)]
     fn gate_closed(&self, gate: RStr<'_>) -> bool;
+    /// Where the agent keeps state across restarts (`state_dir` in the
+    /// config). Since 0.2.1: after the prefix, so 0.2.0 plugins load as
+    /// before.
+    fn state_dir(&self) -> RString;
 }
 
 /// One request's context, given to a command by the agent.

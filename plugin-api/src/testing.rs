@@ -77,6 +77,7 @@ use crate::types::{
 #[derive(Clone, Debug)]
 pub struct TestHost {
     root: String,
+    state_dir: String,
     apply: bool,
     agent_version: String,
     state: Arc<Mutex<HostState>>,
@@ -110,10 +111,17 @@ impl TestHost {
     pub fn new(root: impl Into<String>) -> Self {
         TestHost {
             root: root.into(),
+            state_dir: String::new(),
             apply: false,
             agent_version: "test".to_owned(),
             state: Arc::default(),
         }
+    }
+
+    /// The agent's state directory; unset, it is `<root>/var/lib/nova-agent`.
+    pub fn with_state_dir(mut self, dir: impl Into<String>) -> Self {
+        self.state_dir = dir.into();
+        self
     }
 
     /// Whether system actions may run (`apply` in the agent's config).
@@ -220,6 +228,14 @@ impl FfiHost for TestHost {
             .gates
             .get(gate.as_str())
             .is_some_and(|(_, closed)| *closed)
+    }
+
+    fn state_dir(&self) -> RString {
+        if self.state_dir.is_empty() {
+            format!("{}/var/lib/nova-agent", self.root.trim_end_matches('/')).into()
+        } else {
+            self.state_dir.as_str().into()
+        }
     }
 }
 

@@ -172,6 +172,14 @@ impl Outcome {
             .ok()
             .and_then(|text| serde_json::from_str(text).ok())
     }
+
+    /// The success value parsed, or the error: what the command returned.
+    /// Text that is not JSON (which the agent never hands over) reads as
+    /// `Value::Null`.
+    pub fn into_value(self) -> Result<serde_json::Value, CommandError> {
+        self.result
+            .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
 }
 
 /// One command call a parser found in its input.

@@ -30,12 +30,20 @@
 //! and what a run returns, `arg` the arguments and their masked, shell-quoted
 //! rendering, `child` waiting for a started program with a deadline while
 //! draining its output; `distro` the distro family; `config` the config
-//! tables; `sync` the lock helpers; `testing` the test helpers.
+//! tables; `sync` the lock helpers; `qapi` the strict checking of QGA
+//! command arguments, in QEMU's words; `socket` a listening unix socket made
+//! safely (mode 0600, stale ones replaced, removed only if still ours); `guest_path` the paths a QGA host
+//! names, resolved under the root without leaving it; `glib_base64` base64
+//! as qemu-ga reads and writes it; `testing` the test helpers.
 
 pub mod config;
 pub mod distro;
 pub mod files;
+pub mod glib_base64;
+pub mod guest_path;
+pub mod qapi;
 pub mod runner;
+pub mod socket;
 pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

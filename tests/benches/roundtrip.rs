@@ -16,6 +16,7 @@ use nova_agent_tests::{agent_bin, Sandbox};
 mod common;
 use common::{
     cores, cpu_model, median, micros, report, rss_anon_kb, rss_kb, stop, wait_for_socket,
+    LineClient,
 };
 
 const WARMUP: usize = 2_000;
@@ -86,7 +87,7 @@ fn main() {
 
     let mut connections: Vec<_> = subjects
         .iter()
-        .map(|s| Connection::open(&s.socket, s.request))
+        .map(|s| LineClient::open(&s.socket, s.request, None))
         .collect();
     for connection in &mut connections {
         connection.round_trips(WARMUP);
@@ -123,40 +124,6 @@ fn spawn_agent(sandbox: &Sandbox) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting nova-agent")
-}
-
-struct Connection {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-    message: Vec<u8>,
-    line: Vec<u8>,
-}
-
-impl Connection {
-    fn open(socket: &Path, request: &[u8]) -> Connection {
-        let stream = UnixStream::connect(socket).expect("connecting");
-        let mut message = request.to_vec();
-        message.push(b'\n');
-        Connection {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-            message,
-            line: Vec::with_capacity(128),
-        }
-    }
-
-    fn round_trips(&mut self, count: usize) -> Vec<Duration> {
-        let mut samples = Vec::with_capacity(count);
-        for _ in 0..count {
-            self.line.clear();
-            let started = Instant::now();
-            self.writer.write_all(&self.message).unwrap();
-            self.reader.read_until(b'\n', &mut self.line).unwrap();
-            samples.push(started.elapsed());
-            assert!(self.line.ends_with(b"\n"), "short response");
-        }
-        samples
-    }
 }
 
 /// From spawning `nova-agent run` to the first `version` answer, 20 times.
@@ -209,7 +176,7 @@ fn idle_rss() {
         }
         let mut agent = spawn_agent(&sandbox);
         wait_for_socket(&sandbox.socket);
-        Connection::open(&sandbox.socket, br#"{"name": "version"}"#).round_trips(100);
+        LineClient::open(&sandbox.socket, br#"{"name": "version"}"#, None).round_trips(100);
         std::thread::sleep(Duration::from_millis(200));
         println!(
             "\nidle RSS, {label}, after 100 requests: {} kB ({} kB anonymous)",

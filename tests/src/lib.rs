@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 pub mod dom0;
 pub mod http;
 pub mod password_host;
+pub mod qga;
+pub mod qga_pty;
+pub mod vm;
 pub mod xenstored;
 
 /// The built-in plugins, by crate suffix.

@@ -1,5 +1,6 @@
 //! Start-up and shutdown of `nova-agent run` through the built binary.
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
@@ -100,7 +101,7 @@ fn the_embedded_default_serves_from_the_executables_directory() {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     std::fs::copy(agent_bin(), bin.join("nova-agent")).unwrap();
-    for name in BUILTIN {
+    for name in BUILTIN.iter().chain(&["virtio-serial", "qga", "qga-core"]) {
         let so = plugin(name);
         std::fs::copy(&so, bin.join(so.file_name().unwrap())).unwrap();
     }
@@ -131,6 +132,13 @@ fn the_embedded_default_serves_from_the_executables_directory() {
         format!("{}\n", nova("0", "2.0.0"))
     );
     assert!(bin.join("demo/root").is_dir());
+    // The KVM host's protocol, on the demo's QGA socket.
+    let mut qga = std::os::unix::net::UnixStream::connect(bin.join("demo/run/qga.sock")).unwrap();
+    qga.write_all(br#"{"execute":"guest-sync","arguments":{"id":42}}"#)
+        .unwrap();
+    let mut reply = String::new();
+    BufReader::new(qga).read_line(&mut reply).unwrap();
+    assert_eq!(reply, "{\"return\": 42}\n");
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));

@@ -8,9 +8,8 @@
 //! wire. It never logs a call's arguments or an outcome's value or message:
 //! they carry passwords, keys and ciphertexts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use nova_agent_plugin_api::ffi::abi_stable::{
@@ -21,26 +20,32 @@ use nova_agent_plugin_api::ffi::{
     ExchangeBox, FfiCall, FfiCall_TO, FfiError, FfiOutcome, FfiParsedCall, FfiResult,
 };
 use nova_agent_plugin_api::ErrorKind;
-use nova_agent_support::sync::lock;
 
+use crate::plugins::gates::Gates;
 use crate::plugins::registry::Table;
 
-/// Who may run: `[commands] deny`, and the state of every gate, agent-wide
-/// and keyed by gate name, so that it survives hot swaps. The gates'
-/// declarations come from the serving table.
+/// Who may run: `[commands] deny`, and the state of every gate (see
+/// `gates`). The gates' declarations come from the serving table.
 #[derive(Debug, Default)]
 pub(crate) struct Policy {
     deny: BTreeSet<String>,
-    /// Gate name → closed.
-    gates: Mutex<BTreeMap<String, bool>>,
+    gates: Gates,
 }
 
 impl Policy {
+    /// Gates kept in memory only.
+    #[cfg(test)]
     pub(crate) fn new(deny: BTreeSet<String>) -> Policy {
-        Policy {
-            deny,
-            gates: Mutex::default(),
-        }
+        Policy::with_gates(deny, Gates::default())
+    }
+
+    pub(crate) fn with_gates(deny: BTreeSet<String>, gates: Gates) -> Policy {
+        Policy { deny, gates }
+    }
+
+    /// Some gate is closed: the agent writes nothing of its own.
+    pub(crate) fn any_gate_closed(&self) -> bool {
+        self.gates.any_closed()
     }
 
     /// Why `command` may not run under `table` now: `Some("")` when denied,
@@ -49,15 +54,14 @@ impl Policy {
         if self.deny.contains(command) {
             return Some(String::new());
         }
-        if table.gates.is_empty() {
+        if table.gates.is_empty() || !self.gates.any_closed() {
             return None;
         }
-        let gates = lock(&self.gates);
         table
             .gates
             .values()
             .find(|gate| {
-                gates.get(&gate.name) == Some(&true) && !gate.allow.iter().any(|c| c == command)
+                self.gates.is_closed(&gate.name) && !gate.allow.iter().any(|c| c == command)
             })
             .map(|gate| gate.reason.clone())
     }
@@ -67,16 +71,12 @@ impl Policy {
         if !table.gates.contains_key(gate) {
             return Err(format!("no loaded plugin declares gate '{gate}'"));
         }
-        let before = lock(&self.gates).insert(gate.to_owned(), closed);
-        if before.unwrap_or(false) != closed {
-            tracing::info!(gate, "gate {}", if closed { "closed" } else { "opened" });
-        }
-        Ok(())
+        self.gates.set(gate, closed)
     }
 
     /// Whether `gate` is declared in `table` and closed.
     pub(crate) fn gate_closed(&self, table: &Table, gate: &str) -> bool {
-        table.gates.contains_key(gate) && lock(&self.gates).get(gate) == Some(&true)
+        table.gates.contains_key(gate) && self.gates.is_closed(gate)
     }
 }
 

@@ -27,6 +27,7 @@ pub(crate) const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Clone)]
 pub(crate) struct AgentHost {
     root: String,
+    state_dir: String,
     apply: bool,
     policy: Arc<Policy>,
     /// The serving table. Weak: plugins hold their host, and the table holds
@@ -37,12 +38,14 @@ pub(crate) struct AgentHost {
 impl AgentHost {
     pub(crate) fn new(
         root: &std::path::Path,
+        state_dir: &std::path::Path,
         apply: bool,
         policy: &Arc<Policy>,
         table: &Arc<ArcSwap<Table>>,
     ) -> Self {
         AgentHost {
             root: root.to_string_lossy().into_owned(),
+            state_dir: state_dir.to_string_lossy().into_owned(),
             apply,
             policy: Arc::clone(policy),
             table: Arc::downgrade(table),
@@ -130,6 +133,10 @@ impl FfiHost for AgentHost {
             self.policy.gate_closed(&self.table(), gate.as_str())
         })
     }
+
+    fn state_dir(&self) -> RString {
+        guarded(RString::new(), || self.state_dir.as_str().into())
+    }
 }
 
 #[cfg(test)]
@@ -141,7 +148,13 @@ mod tests {
     fn gates_are_set_through_the_serving_table() {
         let policy = Arc::new(Policy::default());
         let serving = Arc::new(ArcSwap::from_pointee(Table::default()));
-        let host = AgentHost::new(std::path::Path::new("/guest"), false, &policy, &serving);
+        let host = AgentHost::new(
+            std::path::Path::new("/guest"),
+            std::path::Path::new("/guest/state"),
+            false,
+            &policy,
+            &serving,
+        );
         assert_eq!(host.root().as_str(), "/guest");
         assert!(!FfiHost::apply(&host));
         let refused = host.set_gate(RStr::from_str("frozen"), true).into_result();

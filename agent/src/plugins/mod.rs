@@ -9,10 +9,12 @@
 //! - [`registry`]: the serving generations by name, conflicts resolved, and
 //!   the table the request path reads;
 //! - [`dispatch`]: runs a decoded call, and the policy (`deny`, gates) it
-//!   alone applies; [`host`]: what plugins get from the agent;
+//!   alone applies; [`gates`]: the gates' state, kept across restarts;
+//!   [`host`]: what plugins get from the agent;
 //! - [`view`]: what `plugins list` and `plugins reload` show, as data.
 
 pub(crate) mod dispatch;
+pub(crate) mod gates;
 pub(crate) mod host;
 pub(crate) mod instance;
 pub(crate) mod loader;
@@ -48,9 +50,16 @@ pub(crate) struct Loaded {
 /// Opens, checks and initialises every plugin file in place, as the running
 /// agent's first load would (without staged copies), and resolves names.
 pub(crate) fn load_once(config: &Config) -> Loaded {
-    let policy = Arc::new(Policy::new(config.deny.clone()));
+    let gates = gates::Gates::recorded_read_only(&config.state_dir);
+    let policy = Arc::new(Policy::with_gates(config.deny.clone(), gates));
     let serving = Arc::new(ArcSwap::from_pointee(Table::default()));
-    let host = AgentHost::new(&config.root, config.apply, &policy, &serving);
+    let host = AgentHost::new(
+        &config.root,
+        &config.state_dir,
+        config.apply,
+        &policy,
+        &serving,
+    );
     let inputs = Inputs {
         config,
         host: &host,

@@ -129,7 +129,13 @@ impl ToyAgent {
     pub(crate) fn new(config: &Config) -> ToyAgent {
         let policy = Arc::new(Policy::new(config.deny.clone()));
         let serving = Arc::new(ArcSwap::from_pointee(Table::default()));
-        let host = AgentHost::new(&config.root, config.apply, &policy, &serving);
+        let host = AgentHost::new(
+            &config.root,
+            &config.state_dir,
+            config.apply,
+            &policy,
+            &serving,
+        );
         let toy = instance("toy", ffi_init!(toy), 1, &host).expect("the toy plugin loads");
         let registry = registry(vec![toy], config);
         serving.store(Arc::clone(&registry.table));

@@ -21,6 +21,10 @@ pub(crate) fn encode_outcome(command: &str, outcome: &Outcome) -> Option<Vec<u8>
         Err(error) => error,
     };
     Some(match error.kind {
+        ErrorKind::Disabled if !error.message.is_empty() => encode_response(
+            "404",
+            &format!("Command '{command}' is disabled: {}", error.message),
+        ),
         ErrorKind::UnknownCommand | ErrorKind::Disabled => {
             encode_response("404", &format!("No such agent command '{command}'"))
         }
@@ -137,8 +141,13 @@ mod tests {
             ),
             (
                 ErrorKind::Disabled,
-                "the agent is in frozen state",
+                "",
                 r#"{"message": "No such agent command 'x'", "returncode": "404"}"#,
+            ),
+            (
+                ErrorKind::Disabled,
+                "the agent is in frozen state",
+                r#"{"message": "Command 'x' is disabled: the agent is in frozen state", "returncode": "404"}"#,
             ),
             (
                 ErrorKind::NotFound,

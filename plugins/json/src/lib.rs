@@ -9,7 +9,9 @@
 //!
 //! - a value: `"0"` (`"D0"` for `keyinit`), the message being a JSON string
 //!   as it is, `null` as `""`, anything else as its compact JSON text;
-//! - an unknown or disabled command: `"404"` `No such agent command '<name>'`;
+//! - an unknown or denied command: `"404"` `No such agent command '<name>'`;
+//!   one a closed gate holds: `"404"` `Command '<name>' is disabled:
+//!   <reason>` (the guest's filesystems are frozen, say);
 //! - not found: `"404"` with its message; any other error: `"500"` with its
 //!   message.
 //!

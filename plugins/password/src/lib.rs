@@ -13,8 +13,9 @@
 //! (lengths at most), never calls `passwd`/`chpasswd` (it edits the file as
 //! shadow-utils does, under its lock), and changes no account but root's.
 //!
-//! Layout: `dh` the key exchange, `cipher` decryption, `scheme` the choice
-//! of hash, `crypt` the system's crypt library, `shadow` the file edit.
+//! Layout: `dh` the key exchange, `cipher` decryption; the file edit (the
+//! choice of hash, the system's crypt library, the lock and the atomic
+//! replacement) is the `nova-agent-shadow` crate's, which `qga-users` shares.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nova_agent_plugin_api::{
     export_plugin, Call, Command, CommandError, Host, PluginError, Provides,
 };
+use nova_agent_shadow::{self as shadow, NewPassword};
 use nova_agent_support::config::no_keys;
 use nova_agent_support::runner::Runner;
 use nova_agent_support::sync::lock;
@@ -30,10 +32,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 mod cipher;
-mod crypt;
 mod dh;
-mod scheme;
-mod shadow;
 
 #[cfg(test)]
 mod tests;
@@ -104,8 +103,14 @@ impl Command for Password {
             password.chars().count(),
             digest.name()
         );
-        shadow::set_root_password(&state.root, &password, &state.runner, &state.editor)
-            .map_err(CommandError::failed)?;
+        shadow::set_password(
+            &state.root,
+            "root",
+            NewPassword::Plain(password.as_bytes()),
+            &state.runner,
+            &state.editor,
+        )
+        .map_err(CommandError::failed)?;
         // One password per key; unless a new keyinit replaced it meanwhile.
         let mut keys = state.keys.lock();
         if keys.get(&channel).is_some_and(|k| **k == *secret) {

@@ -11,13 +11,14 @@ use base64::Engine;
 use md5::Digest as _;
 use nova_agent_plugin_api::testing::TestCall;
 use nova_agent_plugin_api::{Command, CommandError, ErrorKind};
+use nova_agent_shadow::{self as shadow, crypt};
 use nova_agent_support::runner::Runner;
 use nova_agent_support::testing::captured_log;
 use num_bigint::BigUint;
 use serde_json::{json, Value};
 
 use crate::cipher::KeyDigest;
-use crate::{crypt, dh, shadow, KeyInit, Keys, Password, State};
+use crate::{dh, KeyInit, Keys, Password, State};
 
 const OTHERS: &str =
     "daemon:*:19000:0:99999:7:::\n# a comment: root:x\nuser:$6$abc$def:19000:0:99999:7:::\n";
@@ -66,7 +67,7 @@ impl Guest {
 
     fn root_hash(&self) -> String {
         let text = self.shadow();
-        let field = shadow::root_hash_field(text.as_bytes()).unwrap();
+        let field = shadow::hash_field(text.as_bytes(), "root").unwrap();
         text[field].to_owned()
     }
 
@@ -326,7 +327,7 @@ fn freebsd_master_passwd_is_edited_without_running_pwd_mkdb_when_apply_is_false(
     let answer = guest.password("c", &encrypt(b"pw\n", &secret, KeyDigest::Md5));
     assert_eq!(answer, ok());
     let text = std::fs::read_to_string(&master).unwrap();
-    let field = shadow::root_hash_field(text.as_bytes()).unwrap();
+    let field = shadow::hash_field(text.as_bytes(), "root").unwrap();
     assert!(crypt::verify("pw", &text[field]));
     assert!(text.ends_with(
         ":0:0::0:0:Charlie &:/root:/bin/csh\ntoor:*:0:0::0:0:Bourne-again Superuser:/root:\n"
@@ -382,7 +383,7 @@ fn freebsd_master_passwd_is_installed_by_pwd_mkdb() {
         assert_eq!(answer, expected);
         let text = std::fs::read_to_string(&master).unwrap();
         if exit == 0 {
-            let field = shadow::root_hash_field(text.as_bytes()).unwrap();
+            let field = shadow::hash_field(text.as_bytes(), "root").unwrap();
             assert!(crypt::verify("pw", &text[field]));
         } else {
             assert_eq!(text, before);

@@ -28,8 +28,8 @@
 //! the epoll loop that `next` runs (accepting, reading, re-arming) and
 //! `respond`/`shutdown`; `conn` one connection's state, reading a request
 //! and writing an answer; `poller` the epoll, eventfd and poll(2) calls;
-//! `lines` the bounded, resumable line splitter; `socket` the careful
-//! opening of the socket file; `metadata` the metadata directory; `tests`
+//! `lines` the bounded, resumable line splitter (the socket file itself is
+//! made by `nova_agent_support::socket`); `metadata` the metadata directory; `tests`
 //! the end-to-end tests of the exchange, `drain_tests` those of its shutdown
 //! with requests in flight.
 //!
@@ -53,7 +53,6 @@ mod lines;
 mod metadata;
 mod poller;
 mod server;
-mod socket;
 
 #[cfg(test)]
 mod drain_tests;
@@ -104,12 +103,12 @@ impl Config {
             ));
         }
         let len = path.as_os_str().len();
-        if len > socket::MAX_PATH_LEN {
+        if len > nova_agent_support::socket::MAX_PATH_LEN {
             return Err(key_error(
                 "path",
                 &format!(
                     "is too long for a unix socket ({len} bytes, at most {})",
-                    socket::MAX_PATH_LEN
+                    nova_agent_support::socket::MAX_PATH_LEN
                 ),
             ));
         }
@@ -270,7 +269,10 @@ mod config_tests {
             error(json!({ "path": long })),
             "[plugins.unix-socket] path: is too long for a unix socket (201 bytes, at most 107)"
         );
-        let fits = format!("/{}", "a".repeat(socket::MAX_PATH_LEN - 1));
+        let fits = format!(
+            "/{}",
+            "a".repeat(nova_agent_support::socket::MAX_PATH_LEN - 1)
+        );
         assert!(Config::parse(json!({ "path": fits })).is_ok());
     }
 

@@ -54,12 +54,11 @@
 //! of the stream before an answer, as after any restart.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::mem;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -73,7 +72,7 @@ use tracing::{debug, info, warn};
 
 use crate::conn::{After, Conn, Turn};
 use crate::poller::{Poller, READ_ONCE, READ_OR_WRITE_ONCE, WAKE};
-use crate::socket;
+use nova_agent_support::socket::{self, remove_if_ours};
 
 /// Connections served at once; more are closed as they arrive.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
@@ -426,22 +425,6 @@ fn accept(listener: &UnixListener) -> io::Result<OwnedFd> {
         listener,
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
     )?)
-}
-
-fn remove_if_ours(path: &Path, id: (u64, u64)) {
-    match socket::file_id(path) {
-        Ok(found) if found == id => {
-            if let Err(e) = fs::remove_file(path) {
-                warn!("cannot remove socket {}: {e}", path.display());
-            }
-        }
-        Ok(_) => info!(
-            "{} is no longer our socket; leaving it in place",
-            path.display()
-        ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => warn!("cannot inspect socket {}: {e}", path.display()),
-    }
 }
 
 /// `<connection>/<sequence>`.

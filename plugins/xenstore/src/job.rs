@@ -26,7 +26,9 @@ pub(crate) struct Outage {
 }
 
 impl Outage {
-    pub(crate) fn down(&mut self, reason: &str) {
+    /// `present`: this machine shows some sign of Xen. Without one (a KVM
+    /// guest, whose agent serves QGA) the wait is normal, and said at info.
+    pub(crate) fn down(&mut self, reason: &str, present: bool) {
         if self.since.is_some() {
             tracing::debug!("XenStore still unreachable: {reason}");
             return;
@@ -34,8 +36,13 @@ impl Outage {
         self.since = Some(Instant::now());
         if self.was_up {
             tracing::warn!("lost the XenStore connection ({reason}); reconnecting");
-        } else {
+        } else if present {
             tracing::warn!("XenStore is not reachable ({reason}); retrying until it is");
+        } else {
+            tracing::info!(
+                "XenStore is not reachable ({reason}); this machine shows no sign of Xen, \
+                 so the channel waits quietly"
+            );
         }
     }
 

@@ -20,6 +20,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
 
+/// Present in every Xen guest with the xenfs or xen drivers loaded.
+const PROC_XEN: &str = "/proc/xen";
+
+/// Whether this machine shows some sign of XenStore.
+fn xen_present() -> bool {
+    [socket_path().as_str(), XENBUS_DEVICE, PROC_XEN]
+        .iter()
+        .any(|path| std::path::Path::new(path).exists())
+}
+
 /// The socket xenstore-rs tries first (then the xenbus device).
 fn socket_path() -> String {
     std::env::var("XENSTORED_PATH").unwrap_or_else(|_| "/run/xenstored/socket".to_owned())
@@ -47,7 +57,7 @@ pub(crate) async fn serve(core: &Arc<Core>, mut jobs: UnboundedReceiver<Job>) {
                 socket_path()
             ),
         };
-        outage.down(&reason);
+        outage.down(&reason, xen_present());
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = park_jobs(core, &mut jobs) => return,

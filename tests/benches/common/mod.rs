@@ -1,7 +1,9 @@
 #![allow(dead_code)] // each benchmark uses a different part
-//! What the benchmarks share: statistics, the machine's description, and
-//! handling of the processes they measure.
+//! What the benchmarks share: statistics, the machine's description,
+//! handling of the processes they measure, and a line client that times
+//! round trips.
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Child;
@@ -82,4 +84,48 @@ pub fn cpu_model() -> String {
                 .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+/// One connection sending the same one-line request again and again, each
+/// answered by one line.
+pub struct LineClient {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+    message: Vec<u8>,
+    /// Every answer must be exactly this line, when given.
+    expected: Option<Vec<u8>>,
+    line: Vec<u8>,
+}
+
+impl LineClient {
+    /// `request` without its newline; `expected` with it.
+    pub fn open(socket: &Path, request: &[u8], expected: Option<&[u8]>) -> LineClient {
+        let stream = UnixStream::connect(socket).expect("connecting");
+        let mut message = request.to_vec();
+        message.push(b'\n');
+        LineClient {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+            message,
+            expected: expected.map(<[u8]>::to_vec),
+            line: Vec::with_capacity(128),
+        }
+    }
+
+    /// The time of each of `count` round trips.
+    pub fn round_trips(&mut self, count: usize) -> Vec<Duration> {
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            self.line.clear();
+            let started = Instant::now();
+            self.writer.write_all(&self.message).unwrap();
+            self.reader.read_until(b'\n', &mut self.line).unwrap();
+            samples.push(started.elapsed());
+            assert!(self.line.ends_with(b"\n"), "short response");
+            if let Some(expected) = &self.expected {
+                assert_eq!(&self.line, expected, "unexpected answer");
+            }
+        }
+        samples
+    }
 }

@@ -26,7 +26,7 @@ pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::daemon::channels::{Activity, Channels, Shared};
 use crate::daemon::service;
 use crate::plugins::dispatch::Policy;
+use crate::plugins::gates::Gates;
 use crate::plugins::host::AgentHost;
 use crate::plugins::instance::{Instance, Retirement};
 use crate::plugins::loader::Staging;
@@ -67,7 +68,9 @@ pub(crate) struct Plugins {
     pub(crate) shared: Arc<Shared>,
     config: Arc<Config>,
     host: AgentHost,
-    staging: Result<Staging, String>,
+    /// Prepared at the first reload that finds every gate open: staging
+    /// writes under `state_dir`, which may be frozen.
+    staging: OnceLock<Result<Staging, String>>,
     /// The registry serving, for views; its table is in `shared`.
     registry: ArcSwap<Registry>,
     state: Mutex<State>,
@@ -88,27 +91,29 @@ const RETIRE_PATIENCE: Duration = Duration::from_secs(30);
 
 impl Plugins {
     pub(crate) fn new(config: Arc<Config>) -> Plugins {
-        let staging = Staging::prepare(&config.state_dir);
-        if let Err(e) = &staging {
-            tracing::warn!(
-                "hot swap is unavailable: {e}; plugins are loaded from their files, \
-                 and a changed file needs an agent restart"
-            );
-        }
         let channels = Channels::new(&config.channels);
         let next_warning = config.warn_superseded_bytes;
         let shared = Arc::new(Shared {
             table: Arc::new(ArcSwap::from_pointee(Table::default())),
-            policy: Arc::new(Policy::new(config.deny.clone())),
+            policy: Arc::new(Policy::with_gates(
+                config.deny.clone(),
+                Gates::recorded(&config.state_dir, config.apply),
+            )),
             stopping: Default::default(),
         });
-        let host = AgentHost::new(&config.root, config.apply, &shared.policy, &shared.table);
+        let host = AgentHost::new(
+            &config.root,
+            &config.state_dir,
+            config.apply,
+            &shared.policy,
+            &shared.table,
+        );
         let empty = Registry::assemble(Vec::new(), BTreeMap::new(), &[], &config);
         Plugins {
             shared,
             config,
             host,
-            staging,
+            staging: OnceLock::new(),
             registry: ArcSwap::from_pointee(empty),
             state: Mutex::new(State {
                 memory: Memory::default(),
@@ -118,6 +123,24 @@ impl Plugins {
             channel_views: ArcSwap::from_pointee(Vec::new()),
             activities: ArcSwap::from_pointee(Vec::new()),
         }
+    }
+
+    /// The staging directory; `None` while a gate is closed (the start-up
+    /// load of a frozen guest then maps the plugin files themselves).
+    fn staging(&self) -> Option<&Result<Staging, String>> {
+        if self.shared.policy.any_gate_closed() {
+            return self.staging.get();
+        }
+        Some(self.staging.get_or_init(|| {
+            let staging = Staging::prepare(&self.config.state_dir);
+            if let Err(e) = &staging {
+                tracing::warn!(
+                    "hot swap is unavailable: {e}; plugins are loaded from their files, \
+                     and a changed file needs an agent restart"
+                );
+            }
+            staging
+        }))
     }
 
     pub(crate) fn registry(&self) -> arc_swap::Guard<Arc<Registry>> {
@@ -139,7 +162,7 @@ impl Plugins {
         let inputs = Inputs {
             config: &self.config,
             host: &self.host,
-            staging: self.staging.as_ref().ok(),
+            staging: self.staging().and_then(|staging| staging.as_ref().ok()),
             retry: trigger.retries_failures(),
         };
         let Found {
@@ -348,6 +371,21 @@ pub(crate) fn spawn_reloader(
         .name("reload".into())
         .spawn(move || {
             while let Ok(first) = rx.recv() {
+                if plugins.shared.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                // A reload may write (staging copies): it waits for every
+                // gate to open.
+                let mut logged = false;
+                while plugins.shared.policy.any_gate_closed()
+                    && !plugins.shared.stopping.load(Ordering::Acquire)
+                {
+                    if !logged {
+                        tracing::info!("plugin reload deferred until every gate is open");
+                        logged = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
                 if plugins.shared.stopping.load(Ordering::Acquire) {
                     break;
                 }

@@ -1,6 +1,8 @@
-//! Opening the socket file safely: refuse to clobber what is not ours, replace
-//! a stale socket, and never let the socket be reachable with a mode wider
-//! than 0600.
+//! A listening unix socket made safely, for the exchanges that listen on one
+//! (`unix-socket`, and `virtio-serial`'s `unix-listen`): refuse to clobber
+//! what is not ours, replace a stale socket, never let the socket be
+//! reachable with a mode wider than 0600, and remove it at the end only if
+//! it is still ours.
 //!
 //! The socket is bound under a temporary name in the target's directory, made
 //! 0600 while nothing listens on it yet, then set listening and renamed over
@@ -22,18 +24,19 @@ use nix::sys::socket::{
 };
 
 /// The longest socket path `sun_path` holds (108 bytes with the final NUL).
-pub(crate) const MAX_PATH_LEN: usize = 107;
+pub const MAX_PATH_LEN: usize = 107;
 
 /// A listening socket at its final path.
-pub(crate) struct Bound {
-    pub(crate) listener: UnixListener,
+pub struct Bound {
+    pub listener: UnixListener,
     /// Device and inode of the socket file, to remove it at shutdown only if
     /// it is still ours.
-    pub(crate) id: (u64, u64),
+    pub id: (u64, u64),
 }
 
-/// Opens `path` for listening, or says in one sentence why not.
-pub(crate) fn open(path: &Path) -> Result<Bound, String> {
+/// Opens `path` for listening (creating its directory, mode 0755, when
+/// missing), or says in one sentence why not.
+pub fn open(path: &Path) -> Result<Bound, String> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => return Err(format!("{} has no parent directory", path.display())),
@@ -69,8 +72,26 @@ pub(crate) fn open(path: &Path) -> Result<Bound, String> {
     })
 }
 
+/// Removes the socket file at `path` if it is still the one [`open`] made
+/// (`id`); another file put there meanwhile is left alone.
+pub fn remove_if_ours(path: &Path, id: (u64, u64)) {
+    match file_id(path) {
+        Ok(found) if found == id => {
+            if let Err(e) = fs::remove_file(path) {
+                tracing::warn!("cannot remove socket {}: {e}", path.display());
+            }
+        }
+        Ok(_) => tracing::info!(
+            "{} is no longer our socket; leaving it in place",
+            path.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("cannot inspect socket {}: {e}", path.display()),
+    }
+}
+
 /// Device and inode of the file at `path`, without following a symlink.
-pub(crate) fn file_id(path: &Path) -> io::Result<(u64, u64)> {
+pub fn file_id(path: &Path) -> io::Result<(u64, u64)> {
     let meta = fs::symlink_metadata(path)?;
     Ok((meta.dev(), meta.ino()))
 }

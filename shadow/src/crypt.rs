@@ -2,7 +2,7 @@
 //! the hashes it makes are the ones login, su and sshd verify, for every
 //! scheme the system supports (yescrypt, SHA-512, SHA-256, bcrypt, MD5).
 //!
-//! The library is opened at run time, so the plugin builds without its
+//! The library is opened at run time, so the crate builds without its
 //! development files and reports a clear error where it is missing.
 
 use std::ffi::{c_char, c_int, c_ulong, c_void, CStr, CString};
@@ -73,7 +73,7 @@ fn open() -> Result<Library, String> {
 
 /// A new setting (scheme, parameters and a fresh random salt) for `prefix`
 /// such as `$y$` or `$6$`; `count` is the scheme's cost (0: its default).
-pub(crate) fn gensalt(prefix: &str, count: u64) -> Result<String, String> {
+pub fn gensalt(prefix: &str, count: u64) -> Result<String, String> {
     let lib = library()?;
     let prefix_c = CString::new(prefix).map_err(|_| format!("bad hash prefix {prefix:?}"))?;
     let mut output = [0 as c_char; GENSALT_OUTPUT_SIZE];
@@ -101,14 +101,14 @@ pub(crate) fn gensalt(prefix: &str, count: u64) -> Result<String, String> {
 }
 
 /// `crypt(password, setting)`: a full hash, or an error (never a failure
-/// token such as `*0`).
-pub(crate) fn hash(password: &str, setting: &str) -> Result<String, String> {
+/// token such as `*0`). The password is bytes: crypt hashes any byte but NUL.
+pub fn hash(password: &[u8], setting: &str) -> Result<String, String> {
     let lib = library()?;
-    if password.contains('\0') {
+    if password.contains(&0) {
         return Err("the password contains a NUL byte".to_owned());
     }
     let mut phrase = Zeroizing::new(Vec::with_capacity(password.len() + 1));
-    phrase.extend_from_slice(password.as_bytes());
+    phrase.extend_from_slice(password);
     phrase.push(0);
     let setting_c = CString::new(setting).map_err(|_| "bad hash setting".to_owned())?;
     // The work area receives a copy of the passphrase: wiped when dropped.
@@ -139,8 +139,8 @@ pub(crate) fn hash(password: &str, setting: &str) -> Result<String, String> {
 }
 
 /// Whether `password` verifies against `hashed`, as login would check it.
-pub(crate) fn verify(password: &str, hashed: &str) -> bool {
-    hash(password, hashed).is_ok_and(|again| again == hashed)
+pub fn verify(password: impl AsRef<[u8]>, hashed: &str) -> bool {
+    hash(password.as_ref(), hashed).is_ok_and(|again| again == hashed)
 }
 
 #[cfg(test)]
@@ -159,7 +159,7 @@ mod tests {
         ] {
             let setting = gensalt(prefix, count).unwrap();
             assert!(setting.starts_with(prefix), "{setting}");
-            let hashed = hash("correct horse", &setting).unwrap();
+            let hashed = hash(b"correct horse", &setting).unwrap();
             assert!(verify("correct horse", &hashed), "{hashed}");
             assert!(!verify("wrong horse", &hashed), "{hashed}");
         }
@@ -168,8 +168,9 @@ mod tests {
 
     #[test]
     fn a_bad_setting_is_an_error_not_a_token() {
-        assert!(hash("x", "$y$").is_err());
-        assert!(hash("x", "*0").is_err());
+        assert!(hash(b"x", "$y$").is_err());
+        assert!(hash(b"x", "*0").is_err());
+        assert!(hash(b"a\0b", "$6$salt").is_err());
         assert!(!verify("x", "!"));
     }
 }

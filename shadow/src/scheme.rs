@@ -1,5 +1,5 @@
-//! Which hash a new root password gets: the scheme and parameters already on
-//! root's entry, or the system's default when the entry has none.
+//! Which hash a new password gets: the scheme and parameters already on the
+//! user's entry, or the system's default when the entry has none.
 
 use std::path::Path;
 
@@ -143,7 +143,7 @@ mod tests {
             let setting = setting_for(old, root.path()).unwrap();
             assert!(setting.starts_with(starts), "{old} -> {setting}");
             assert!(setting.len() > starts.len() + 4, "a salt: {setting}");
-            assert!(crypt::hash("pw", &setting).is_ok(), "{setting}");
+            assert!(crypt::hash(b"pw", &setting).is_ok(), "{setting}");
         }
         let a = setting_for("$6$salt$hash", root.path()).unwrap();
         let b = setting_for("$6$salt$hash", root.path()).unwrap();
