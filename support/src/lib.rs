@@ -32,11 +32,13 @@
 //! draining its output; `distro` the distro family; `config` the config
 //! tables; `sync` the lock helpers; `qapi` the strict checking of QGA
 //! command arguments, in QEMU's words; `socket` a listening unix socket made
-//! safely (mode 0600, stale ones replaced, removed only if still ours); `guest_path` the paths a QGA host
+//! safely (mode 0600, stale ones replaced, removed only if still ours);
+//! `cscan` a kernel file's line read as C's `sscanf` reads it; `guest_path` the paths a QGA host
 //! names, resolved under the root without leaving it; `glib_base64` base64
 //! as qemu-ga reads and writes it; `testing` the test helpers.
 
 pub mod config;
+pub mod cscan;
 pub mod distro;
 pub mod files;
 pub mod glib_base64;

@@ -11,7 +11,7 @@
 //! The tests skip, saying so, when qemu-ga is not installed.
 
 use nova_agent_tests::qga::{
-    ask, ask_same, assert_same, both, execute_line, shape_diff, Compare, Peer, Reply,
+    ask, ask_same, assert_same, both, execute_line, one, shape_diff, Compare, Peer, Reply,
 };
 use serde_json::{json, Value};
 
@@ -20,15 +20,11 @@ fn generic(desc: &str) -> Value {
 }
 
 /// Commands qemu-ga 7.2 lists on Linux that ours does not, and why. Kept
-/// exact: a command added to ours must leave this list (and join
-/// `read_only_commands_answer_alike`).
-const ONLY_THEIRS: [&str; 3] = [
+/// exact: a command added to ours must leave this list (and be compared
+/// below, as `read_only_commands_answer_alike` compares most).
+const ONLY_THEIRS: [&str; 1] = [
     // Windows only: qemu-ga lists it disabled on Linux (enabled: false).
     "guest-get-devices",
-    // In qemu-ga 7.2 on Linux (/proc/stat, /proc/diskstats) but not in
-    // issue 14's command list: not served yet.
-    "guest-get-cpustats",
-    "guest-get-diskstats",
 ];
 
 #[test]
@@ -131,6 +127,90 @@ fn read_only_commands_answer_alike() {
         gap < 60_000_000_000,
         "clocks {gap} ns apart: ours is not ns since 1970"
     );
+}
+
+/// The members that identify an entry of `guest-get-cpustats` and
+/// `guest-get-diskstats`: equal on both sides, in the same order.
+fn identities(reply: &Reply, members: &[&str]) -> Vec<Vec<Value>> {
+    reply
+        .ret()
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", reply.text()))
+        .iter()
+        .map(|entry| members.iter().map(|m| entry[*m].clone()).collect())
+        .collect()
+}
+
+/// The counters of one entry (`stats` for a disk), by name.
+fn counters<'a>(entry: &'a Value, inner: Option<&str>) -> &'a serde_json::Map<String, Value> {
+    inner.map_or(entry, |key| &entry[key]).as_object().unwrap()
+}
+
+#[test]
+fn cpu_and_disk_statistics_answer_alike() {
+    let Some((ours, theirs)) = both(&[]) else {
+        return;
+    };
+    // (command, identity members, where the counters are, slack in each
+    // counter's unit). qemu-ga answers before and after ours, so a
+    // cumulative counter of ours lies between its two readings: a swapped
+    // column or a wrong unit does not. /proc/stat's per-CPU times are
+    // allowed a second off (iowait may go back, man proc says).
+    for (command, members, inner, slack) in [
+        ("guest-get-cpustats", &["type", "cpu"][..], None, 1000),
+        (
+            "guest-get-diskstats",
+            &["name", "major", "minor"][..],
+            Some("stats"),
+            0,
+        ),
+    ] {
+        for id in [None, Some(json!(["stats", command]))] {
+            let line = execute_line(command, None, id);
+            let (o, before) = ask_same(&ours, &theirs, &line, Compare::Shape);
+            let after = one(&theirs, &line);
+            assert_eq!(
+                identities(&o, members),
+                identities(&before, members),
+                "{command}: the entries and their order"
+            );
+            assert_eq!(
+                identities(&after, members),
+                identities(&before, members),
+                "{command}: qemu-ga's entries changed between two reads"
+            );
+            assert!(!identities(&o, members).is_empty(), "{}", o.text());
+            let entries = |r: &Reply| r.ret().as_array().unwrap().clone();
+            for ((ours_entry, t1), t2) in entries(&o)
+                .iter()
+                .zip(&entries(&before))
+                .zip(&entries(&after))
+            {
+                for (key, value) in counters(ours_entry, inner) {
+                    // In-flight I/Os is a gauge; cpu and type are identities.
+                    if ["ios-pgr", "cpu", "type"].contains(&key.as_str()) {
+                        continue;
+                    }
+                    let read = |e: &Value| counters(e, inner)[key].as_u64().unwrap();
+                    let (a, b) = (read(t1), read(t2));
+                    let (low, high) = (a.min(b).saturating_sub(slack), a.max(b) + slack);
+                    let value = value.as_u64().unwrap();
+                    assert!(
+                        (low..=high).contains(&value),
+                        "{command} {key}: ours {value}, qemu-ga's before and after {a} and {b}\n  ours: {ours_entry}\n  theirs: {t1}"
+                    );
+                }
+            }
+        }
+    }
+    for command in ["guest-get-cpustats", "guest-get-diskstats"] {
+        ask_same(
+            &ours,
+            &theirs,
+            &execute_line(command, Some(json!({"x": 1})), Some(json!(7))),
+            Compare::Exact,
+        );
+    }
 }
 
 #[test]

@@ -63,7 +63,7 @@ impl Command for Exec {
         let input = input_data
             .map(|text| base64::decode(&text).map_err(CommandError::failed))
             .transpose()?;
-        tracing::info!("guest-exec: running {path} ({} arguments)", arg.len());
+        tracing::info!("guest-exec: running {path:?} ({} arguments)", arg.len());
         let request = Request {
             path,
             args: arg,

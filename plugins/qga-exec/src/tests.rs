@@ -348,7 +348,7 @@ fn the_log_names_the_program_and_never_its_arguments_environment_or_input() {
         fixture.status(pid).unwrap();
     });
     assert!(
-        log.contains("guest-exec: running /bin/echo (1 arguments)"),
+        log.contains("guest-exec: running \"/bin/echo\" (1 arguments)"),
         "{log}"
     );
     assert!(!log.contains("s3cret"), "{log}");

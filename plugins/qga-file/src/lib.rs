@@ -166,7 +166,7 @@ impl Command for Open {
         args.finish()?;
         let file = self.0.open(&path, &mode)?;
         let handle = self.0.handles.add(file)?;
-        tracing::info!("guest-file-open: '{path}' (mode '{mode}') is handle {handle}");
+        tracing::info!("guest-file-open: {path:?} (mode {mode:?}) is handle {handle}");
         Ok(json!(handle))
     }
 }

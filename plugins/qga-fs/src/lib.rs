@@ -10,10 +10,12 @@
 //! | `guest-fstrim {*minimum}` | `{"paths": [{path, *trimmed, *minimum, *error}]}` |
 //! | `guest-get-fsinfo` | `[{name, mountpoint, type, *used-bytes, *total-bytes, disk}]` |
 //! | `guest-get-disks` | `[{name, partition, *dependencies, *address, *alias}]` |
+//! | `guest-get-diskstats` | `[{name, major, minor, stats: {*read-ios, *read-merges, ...}}]` |
 //!
-//! All of them read the live mount table (`/proc/self/mountinfo`), sysfs
-//! and udev's database, not files under the configured root: mounts and
-//! disks are the kernel's. Arguments are checked as QEMU checks them.
+//! All of them read the live mount table (`/proc/self/mountinfo`), sysfs,
+//! udev's database and `/proc/diskstats`, not files under the configured
+//! root: mounts and disks are the kernel's. Arguments are checked as QEMU
+//! checks them.
 //!
 //! The frozen state is the agent's gate `frozen`, declared here: while it is
 //! closed, every command of every plugin but `guest-ping`, `guest-info`,
@@ -46,6 +48,7 @@
 //! What it is not: the fsfreeze hook of qemu-ga (`-F`), which this agent
 //! does not have; NVMe SMART data in `guest-get-disks`.
 
+mod diskstats;
 mod freeze;
 mod info;
 mod mounts;
@@ -122,6 +125,7 @@ enum Which {
     Trim,
     Fsinfo,
     Disks,
+    Diskstats,
 }
 
 struct FsCommand {
@@ -164,11 +168,15 @@ impl Command for FsCommand {
                 args.finish()?;
                 info::disks(&fs.paths)
             }
+            Which::Diskstats => {
+                args.finish()?;
+                diskstats::diskstats(&fs.paths)
+            }
         }
     }
 }
 
-const COMMANDS: [(&str, Which); 7] = [
+const COMMANDS: [(&str, Which); 8] = [
     ("guest-fsfreeze-status", Which::Status),
     ("guest-fsfreeze-freeze", Which::Freeze),
     ("guest-fsfreeze-freeze-list", Which::FreezeList),
@@ -176,6 +184,7 @@ const COMMANDS: [(&str, Which); 7] = [
     ("guest-fstrim", Which::Trim),
     ("guest-get-fsinfo", Which::Fsinfo),
     ("guest-get-disks", Which::Disks),
+    ("guest-get-diskstats", Which::Diskstats),
 ];
 
 fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
@@ -213,6 +222,6 @@ fn system(host: &Host) -> (Paths, Arc<dyn Filesystems>) {
 
 export_plugin! {
     name: "qga-fs",
-    description: "QEMU guest agent commands for filesystems and disks: fsfreeze, fstrim, fsinfo, disks",
+    description: "QEMU guest agent commands for filesystems and disks: fsfreeze, fstrim, fsinfo, disks, diskstats",
     init: init,
 }

@@ -24,6 +24,8 @@ pub(crate) struct Paths {
     pub(crate) udev_data: PathBuf,
     /// The directory a device path such as `/dev/sda1` is resolved under.
     pub(crate) devices: PathBuf,
+    /// The block devices' I/O counters, `/proc/diskstats`.
+    pub(crate) diskstats: PathBuf,
 }
 
 impl Paths {
@@ -35,6 +37,7 @@ impl Paths {
             sys: PathBuf::from("/sys"),
             udev_data: PathBuf::from("/run/udev/data"),
             devices: PathBuf::from("/"),
+            diskstats: PathBuf::from("/proc/diskstats"),
         }
     }
 
@@ -47,6 +50,7 @@ impl Paths {
             sys: base.join("sys"),
             udev_data: base.join("run/udev/data"),
             devices: base.to_path_buf(),
+            diskstats: base.join("proc/diskstats"),
         }
     }
 

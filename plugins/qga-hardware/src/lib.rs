@@ -6,6 +6,8 @@
 //!   purpose: an alias such as `eth0:1` is folded into `eth0` (see
 //!   `network`);
 //! - `guest-get-vcpus`, `guest-set-vcpus`: `/sys/devices/system/cpu`;
+//! - `guest-get-cpustats`: each processor's times from `/proc/stat`, in
+//!   milliseconds, the optional counters as the kernel's columns allow;
 //! - `guest-get-memory-blocks`, `guest-set-memory-blocks`,
 //!   `guest-get-memory-block-info`: `/sys/devices/system/memory`.
 //!
@@ -25,11 +27,13 @@ use nova_agent_plugin_api::{export_plugin, Host, PluginError, Provides};
 use nova_agent_support::config::no_keys;
 use serde_json::Value;
 
+mod cpustats;
 mod memory;
 mod network;
 mod sysfs;
 mod vcpus;
 
+use cpustats::GetCpuStats;
 use memory::{GetMemoryBlockInfo, GetMemoryBlocks, SetMemoryBlocks};
 use network::GetInterfaces;
 use vcpus::{GetVcpus, SetVcpus};
@@ -49,6 +53,12 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
             },
         )
         .command("guest-get-vcpus", GetVcpus { sys: sys() })
+        .command(
+            "guest-get-cpustats",
+            GetCpuStats {
+                proc: PROC.to_owned(),
+            },
+        )
         .command("guest-set-vcpus", SetVcpus { sys: sys(), apply })
         .command("guest-get-memory-blocks", GetMemoryBlocks { sys: sys() })
         .command(
@@ -63,7 +73,7 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 
 export_plugin! {
     name: "qga-hardware",
-    description: "QGA commands on network interfaces, vCPUs and memory blocks",
+    description: "QGA commands on network interfaces, vCPUs, CPU times and memory blocks",
     init: init,
 }
 
@@ -73,7 +83,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn it_provides_the_six_commands_and_takes_no_keys() {
+    fn it_provides_the_seven_commands_and_takes_no_keys() {
         let agent = TestAgent::new(TestHost::new("/"))
             .with_plugin(super::init, json!({}))
             .unwrap();
@@ -86,6 +96,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "guest-get-cpustats",
                 "guest-get-memory-block-info",
                 "guest-get-memory-blocks",
                 "guest-get-vcpus",

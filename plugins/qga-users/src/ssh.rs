@@ -138,7 +138,7 @@ impl Command for AddKeys {
         };
         write(&dir, &account, &paths, &with_keys(old.as_deref(), &keys))?;
         tracing::info!(
-            "guest-ssh-add-authorized-keys: {} key(s) given for {username}{}",
+            "guest-ssh-add-authorized-keys: {} key(s) given for {username:?}{}",
             keys.len(),
             if reset { ", replacing the file" } else { "" }
         );
@@ -170,7 +170,7 @@ impl Command for RemoveKeys {
         };
         write(&dir, &account, &paths, &without_keys(&old, &keys))?;
         tracing::info!(
-            "guest-ssh-remove-authorized-keys: {} key(s) given for {username}",
+            "guest-ssh-remove-authorized-keys: {} key(s) given for {username:?}",
             keys.len()
         );
         Ok(json!({}))
