@@ -8,6 +8,7 @@
 #   nova-agent-xenstore-<v>-1.<arch>.rpm
 #   nova-agent-plugin-ssh-hostkeys_*.deb   the example vendor plugin, when
 #                                          examples/vendor-plugin/ exists
+#                                          (built in target/vendor-plugin/)
 #
 # Steps: the release build of the workspace's default members; the man pages
 # and completions (tools/gen-docs, into target/gen-docs); the debs with
@@ -46,8 +47,18 @@ rm -rf "$out"
 mkdir -p "$out"
 
 echo "== debs"
-cargo deb -p nova-agent --no-build --output "$out/"
-cargo deb -p nova-agent-plugin-xenstore --no-build --output "$out/"
+# cargo-deb warns, for each asset outside target/release/, that it "will not
+# be built": the ../target/gen-docs/ ones are not meant to be (made above).
+# Those warnings are left out, every other line is kept.
+gen_docs_warning="^warning: Only source paths starting with exactly 'target/release/' are detected as Cargo target dir\. '\.\./target/gen-docs/"
+deb() {
+    local log status=0
+    log="$(cargo deb "$@" 2>&1)" || status=$?
+    grep -v "$gen_docs_warning" <<<"$log" || true
+    return "$status"
+}
+deb -p nova-agent --no-build --output "$out/"
+deb -p nova-agent-plugin-xenstore --no-build --output "$out/"
 
 # The versions written by hand must follow the workspace's: nova-agent-xenstore
 # depends on exactly this nova-agent, and the changelog's top entry is this
@@ -95,8 +106,13 @@ fi
 
 if [ -f examples/vendor-plugin/Cargo.toml ]; then
     echo "== vendor plugin (examples/vendor-plugin)"
-    cargo build --release --manifest-path examples/vendor-plugin/Cargo.toml
-    cargo deb --manifest-path examples/vendor-plugin/Cargo.toml --no-build --output "$out/"
+    # In a target dir of its own: target/release/ is the demo's plugin
+    # directory, and a vendor's plugin does not belong in it. cargo-deb
+    # resolves the plugin's target/release/ asset against CARGO_TARGET_DIR.
+    CARGO_TARGET_DIR="$target/vendor-plugin" \
+        cargo build --release --manifest-path examples/vendor-plugin/Cargo.toml
+    CARGO_TARGET_DIR="$target/vendor-plugin" \
+        deb --manifest-path examples/vendor-plugin/Cargo.toml --no-build --output "$out/"
 fi
 
 echo "== built"

@@ -5,10 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::trusted;
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/nova-agent/agent.toml";
 
@@ -155,10 +158,38 @@ impl Config {
         }
     }
 
+    /// Reads the file at `path`; as root, only one nobody else could have
+    /// written (sshd's StrictModes: the file and every directory on the
+    /// way are root's alone), since it decides what runs as root.
     pub(crate) fn read(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        let cannot_read = |e: &dyn fmt::Display| {
+            ConfigError(format!("cannot read config {}: {e}", path.display()))
+        };
+        let mut file = if trusted::required() {
+            trusted::open_file(path, "the config file")
+                .map_err(|reason| ConfigError(format!("config {}: {reason}", path.display())))?
+        } else {
+            std::fs::File::open(path).map_err(|e| cannot_read(&e))?
+        };
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| cannot_read(&e))?;
         Config::parse(&text, &path.display().to_string())
+    }
+
+    /// As root, the agent refuses to start when `state_dir` or `run_dir` (as
+    /// written: every directory on the way, symlinks included) could be
+    /// changed by anyone but root: another user could swap what the agent
+    /// keeps there. What does not exist yet is created by the agent.
+    pub(crate) fn check_private_dirs(&self) -> Result<(), ConfigError> {
+        if !trusted::required() {
+            return Ok(());
+        }
+        for (key, dir) in [("state_dir", &self.state_dir), ("run_dir", &self.run_dir)] {
+            trusted::directory_or_missing(dir)
+                .map_err(|reason| ConfigError(format!("{key} {}: {reason}", dir.display())))?;
+        }
+        Ok(())
     }
 
     /// The embedded default, with its paths under the executable's directory.
@@ -185,6 +216,15 @@ impl Config {
     pub(crate) fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         let at = |span: Option<std::ops::Range<usize>>, message: &str| {
             let (line, column) = line_column(text, span.map_or(0, |s| s.start));
+            // A value quoted from the file may hold a newline: the error
+            // stays one line.
+            let message: String = message
+                .chars()
+                .flat_map(|c| match c.is_control() {
+                    true => c.escape_default().collect::<Vec<_>>(),
+                    false => vec![c],
+                })
+                .collect();
             ConfigError(format!("{source}:{line}:{column}: {message}"))
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), e.message()))?;
@@ -362,182 +402,5 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = "[[channel]]\nexchange = \"unix-socket\"\nparser = \"json\"\n";
-
-    #[test]
-    fn defaults_follow_the_contract() {
-        let c = Config::parse(MINIMAL, "t.toml").unwrap();
-        assert_eq!(
-            c.plugin_dirs,
-            vec![PathBuf::from("/usr/lib/nova-agent/plugins")]
-        );
-        assert_eq!(c.root, PathBuf::from("/"));
-        assert!(c.apply);
-        assert_eq!(c.state_dir, PathBuf::from("/var/lib/nova-agent"));
-        assert_eq!(c.run_dir, PathBuf::from("/run/nova-agent"));
-        assert_eq!(c.log_level, "info");
-        assert_eq!(c.channels[0].name(), "unix-socket+json");
-        assert_eq!(c.plugin_json("anything"), "{}");
-    }
-
-    #[test]
-    fn the_superseded_warning_threshold_is_in_mib_and_bounded() {
-        let c = Config::parse(MINIMAL, "t.toml").unwrap();
-        assert_eq!(c.warn_superseded_bytes, 64 << 20);
-        let c = Config::parse(
-            &format!("{MINIMAL}[reload]\nwarn_superseded_mib = 8\n"),
-            "t.toml",
-        )
-        .unwrap();
-        assert_eq!(c.warn_superseded_bytes, 8 << 20);
-        for bad in ["0", "-1", "2000000"] {
-            let text = format!("{MINIMAL}[reload]\nwarn_superseded_mib = {bad}\n");
-            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
-            assert!(
-                e.contains("warn_superseded_mib must be between 1 and 1048576"),
-                "{e}"
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_column() {
-        let text = format!("root = \"/\"\nplugin_dirr = \"/x\"\n{MINIMAL}");
-        let e = Config::parse(&text, "/etc/a.toml").unwrap_err().to_string();
-        assert!(
-            e.starts_with("/etc/a.toml:2:1: unknown field `plugin_dirr`"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn bad_toml_names_its_place() {
-        let e = Config::parse("root = \n", "a.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("a.toml:1:"), "{e}");
-    }
-
-    #[test]
-    fn unknown_key_in_a_channel_is_an_error() {
-        let text = "[[channel]]\nexchange = \"a\"\nparser = \"b\"\nparsr = \"c\"\n";
-        let e = Config::parse(text, "a.toml").unwrap_err().to_string();
-        assert!(e.starts_with("a.toml:4:1: unknown field `parsr`"), "{e}");
-    }
-
-    #[test]
-    fn plugin_tables_are_passed_as_json_without_enabled() {
-        let text = format!(
-            "{MINIMAL}[plugins.unix-socket]\npath = \"/run/x.sock\"\n[plugins.kms]\nenabled = false\n"
-        );
-        let c = Config::parse(&text, "a.toml").unwrap();
-        assert_eq!(c.plugin_json("unix-socket"), r#"{"path":"/run/x.sock"}"#);
-        assert_eq!(c.plugin_json("kms"), "{}");
-        assert!(!c.plugin_enabled("kms"));
-        assert!(c.plugin_enabled("unix-socket"));
-    }
-
-    #[test]
-    fn plugin_dir_may_be_a_list_and_root_must_be_absolute() {
-        let text = format!("plugin_dir = [\"/a\", \"/b\"]\n{MINIMAL}");
-        let c = Config::parse(&text, "a.toml").unwrap();
-        assert_eq!(
-            c.plugin_dirs,
-            vec![PathBuf::from("/a"), PathBuf::from("/b")]
-        );
-        let e = Config::parse(
-            &format!("plugin_dir = [\"/a\", \"b\"]\n{MINIMAL}"),
-            "a.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert_eq!(e, "a.toml:1:14: plugin_dir must be absolute paths");
-        let e = Config::parse(&format!("root = \"sandbox\"\n{MINIMAL}"), "a.toml")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(e, "a.toml:1:8: root must be an absolute path");
-    }
-
-    #[test]
-    fn channels_are_required_and_an_exchange_serves_one() {
-        let e = Config::parse("apply = false\n", "a.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no [[channel]]"), "{e}");
-        let e = Config::parse(&format!("{MINIMAL}{MINIMAL}"), "a.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("used by two channels"), "{e}");
-    }
-
-    #[test]
-    fn the_log_file_must_be_absolute() {
-        let text = format!("{MINIMAL}[log]\nfile = \"agent.log\"\n");
-        let e = Config::parse(&text, "a.toml").unwrap_err().to_string();
-        assert!(e.contains("[log] file must be an absolute path"), "{e}");
-        let text = format!("{MINIMAL}[log]\nfile = \"/var/log/x.log\"\n");
-        let c = Config::parse(&text, "a.toml").unwrap();
-        assert_eq!(c.log_file, Some(PathBuf::from("/var/log/x.log")));
-        assert_eq!(c.daemon_log_file(), PathBuf::from("/var/log/x.log"));
-        let c = Config::parse(MINIMAL, "a.toml").unwrap();
-        assert_eq!(
-            c.daemon_log_file(),
-            PathBuf::from("/var/log/nova-agent.log")
-        );
-    }
-
-    #[test]
-    fn log_level_is_checked_and_commands_parsed() {
-        let text = format!("{MINIMAL}[log]\nlevel = \"loud\"\n");
-        let e = Config::parse(&text, "a.toml").unwrap_err().to_string();
-        assert!(e.starts_with("a.toml:5:9: log level 'loud'"), "{e}");
-        let text = format!(
-            "{MINIMAL}[commands]\ndeny = [\"kmsactivate\"]\nprefer = {{ resetnetwork = \"vendor-net\" }}\n"
-        );
-        let c = Config::parse(&text, "a.toml").unwrap();
-        assert!(c.deny.contains("kmsactivate"));
-        assert_eq!(c.prefer["resetnetwork"], "vendor-net");
-    }
-
-    #[test]
-    fn the_packaged_default_config_parses() {
-        let c = Config::parse(include_str!("../../packaging/agent.toml"), "agent.toml").unwrap();
-        assert!(c.apply);
-        assert_eq!(c.root, PathBuf::from("/"));
-        let channels: Vec<String> = c.channels.iter().map(ChannelConfig::name).collect();
-        assert_eq!(
-            channels,
-            ["xenstore+json", "virtio-serial+qga", "unix-socket+json"]
-        );
-        assert_eq!(
-            c.plugin_json("virtio-serial"),
-            r#"{"method":"virtio-serial","path":"/dev/virtio-ports/org.qemu.guest_agent.0"}"#
-        );
-        assert_eq!(
-            c.plugin_json("xenstore"),
-            r#"{"request_path":"data/host","response_path":"data/guest"}"#
-        );
-        assert_eq!(
-            c.plugin_json("unix-socket"),
-            r#"{"path":"/run/nova-agent/agent.sock"}"#
-        );
-    }
-
-    #[test]
-    fn embedded_default_lives_under_the_given_directory() {
-        let c = Config::embedded_default_in(Path::new("/work/x \"q\"/target/release")).unwrap();
-        assert!(!c.apply);
-        assert_eq!(
-            c.plugin_dirs,
-            vec![PathBuf::from("/work/x \"q\"/target/release")]
-        );
-        assert!(c.root.starts_with("/work/x \"q\"/target/release"));
-        let channels: Vec<String> = c.channels.iter().map(ChannelConfig::name).collect();
-        assert_eq!(channels, ["unix-socket+json", "virtio-serial+qga"]);
-        assert!(c.plugin_json("unix-socket").contains("target/release"));
-        assert!(c.plugin_json("virtio-serial").contains("target/release"));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -5,6 +5,9 @@
 //!
 //! Map, by role (see docs/architecture.md for the invariants); each module
 //! uses only those listed before it, never one after:
+//! - `trusted`: sshd's StrictModes for what the agent opens as root (every
+//!   directory on the way, as the path is written, and the file by its
+//!   descriptor);
 //! - `config`: the TOML file and the embedded development default;
 //!   `logging`: stderr, journald, the log file, and the receiving end of the
 //!   plugins' log bridge;
@@ -29,6 +32,9 @@
 
 pub mod cli;
 mod config;
+#[cfg(test)]
+mod config_prop_tests;
 mod daemon;
 mod logging;
 mod plugins;
+mod trusted;

@@ -27,6 +27,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::trusted;
+
 /// Starts the log of a one-shot command: stderr only. `RUST_LOG`, when set,
 /// overrides `level`; it takes `level` and `target=level` directives
 /// separated by commas (no regexes: `Targets` instead of `EnvFilter` keeps the
@@ -144,19 +146,56 @@ fn filter(level: &str) -> Targets {
 }
 
 /// The log file, appended to, readable by root only (secrets never reach the
-/// log, but request names and host details do).
+/// log, but request names and host details do). Opened without following a
+/// symlink, and as root only in a directory whose entries root alone can
+/// change; the mode is set on the descriptor, so never through a link.
 fn open_private(path: &Path) -> std::io::Result<File> {
+    let refused = |reason: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("log file {}: {reason}", path.display()),
+        )
+    };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(refused("not a file name".to_owned()));
+    };
+    let dir = if trusted::required() {
+        trusted::directory(dir).map_err(|e| refused(format!("{e}; choose another [log] file")))?
+    } else {
+        dir.to_path_buf()
+    };
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            std::io::Error::new(
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(name))
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => {
+                refused("is a symlink; the log file must be a regular file".to_owned())
+            }
+            _ => std::io::Error::new(
                 e.kind(),
                 format!("opening log file {}: {e}", path.display()),
-            )
+            ),
         })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refused("not a regular file".to_owned()));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(refused(format!(
+            "owned by uid {}; remove it, the agent creates it",
+            meta.uid()
+        )));
+    }
+    if meta.nlink() > 1 {
+        return Err(refused(format!(
+            "has {} hard links; remove it, the agent creates it",
+            meta.nlink()
+        )));
+    }
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     Ok(file)
 }
@@ -269,12 +308,14 @@ pub(crate) fn plugin_event(level: Level, target: &str, message: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{self, Permissions};
     use std::io::Write;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::layer::SubscriberExt;
 
-    use super::{hold, Hold};
+    use super::{hold, open_private, Hold};
 
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
@@ -313,5 +354,77 @@ mod tests {
             text.contains("2 log events were not written while a gate was closed"),
             "{text}"
         );
+    }
+
+    /// A directory for a log file, mode 0755, for tests that run as root
+    /// (the agent's real case); others skip with a note.
+    fn log_dir() -> Option<tempfile::TempDir> {
+        if !crate::trusted::required() {
+            eprintln!("skipped: the checks apply to root only");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).unwrap();
+        Some(dir)
+    }
+
+    #[test]
+    fn the_log_file_is_created_private_and_an_existing_one_made_private() {
+        let Some(dir) = log_dir() else { return };
+        let path = dir.path().join("agent.log");
+        open_private(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+        fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        open_private(&path).unwrap().write_all(b"line\n").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn a_symlinked_log_file_is_refused_and_its_target_untouched() {
+        let Some(dir) = log_dir() else { return };
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        fs::set_permissions(&victim, Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("agent.log");
+        symlink(&victim, &path).unwrap();
+        let e = open_private(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "log file {}: is a symlink; the log file must be a regular file",
+                path.display()
+            )
+        );
+        assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o7777, 0o644);
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn a_log_file_in_a_directory_others_can_write_is_refused() {
+        let Some(dir) = log_dir() else { return };
+        let logs = dir.path().join("logs");
+        fs::create_dir(&logs).unwrap();
+        fs::set_permissions(&logs, Permissions::from_mode(0o1777)).unwrap();
+        let e = open_private(&logs.join("agent.log"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("log file "), "{e}");
+        assert!(
+            e.contains("is writable by group or others (mode 1777)"),
+            "{e}"
+        );
+        assert!(e.ends_with("; choose another [log] file"), "{e}");
+        assert!(!logs.join("agent.log").exists());
+    }
+
+    #[test]
+    fn a_hard_linked_log_file_is_refused() {
+        let Some(dir) = log_dir() else { return };
+        let other = dir.path().join("other");
+        fs::write(&other, b"keep").unwrap();
+        let path = dir.path().join("agent.log");
+        fs::hard_link(&other, &path).unwrap();
+        let e = open_private(&path).unwrap_err().to_string();
+        assert!(e.contains("has 2 hard links"), "{e}");
     }
 }

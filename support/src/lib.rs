@@ -33,13 +33,15 @@
 //! tables; `sync` the lock helpers; `qapi` the strict checking of QGA
 //! command arguments, in QEMU's words; `socket` a listening unix socket made
 //! safely (mode 0600, stale ones replaced, removed only if still ours);
-//! `cscan` a kernel file's line read as C's `sscanf` reads it; `guest_path` the paths a QGA host
+//! `cscan` a kernel file's line read as C's `sscanf` reads it; `echo`
+//! request text quoted in an answer or a log line, cut to 64 characters; `guest_path` the paths a QGA host
 //! names, resolved under the root without leaving it; `glib_base64` base64
 //! as qemu-ga reads and writes it; `testing` the test helpers.
 
 pub mod config;
 pub mod cscan;
 pub mod distro;
+pub mod echo;
 pub mod files;
 pub mod glib_base64;
 pub mod guest_path;

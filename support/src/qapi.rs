@@ -120,9 +120,11 @@ impl Args {
     /// Fails on the first member no getter took.
     pub fn finish(self) -> Result<(), CommandError> {
         match self.members.keys().next() {
+            // The name is the request's, of any size.
             Some(extra) => Err(CommandError::bad_arguments(format!(
-                "Parameter '{}{extra}' is unexpected",
-                self.prefix
+                "Parameter '{}{}' is unexpected",
+                self.prefix,
+                crate::echo::echoed(extra)
             ))),
             None => Ok(()),
         }
@@ -239,6 +241,12 @@ mod tests {
         let mut args = Args::parse(r#"{"id":1}"#).unwrap();
         args.int("id").unwrap();
         args.finish().unwrap();
+        let long = format!(r#"{{"{}":1}}"#, "x".repeat(1 << 20));
+        let message = message(Args::parse(&long).unwrap().finish());
+        assert_eq!(
+            message,
+            format!("Parameter '{}...' is unexpected", "x".repeat(64))
+        );
     }
 
     #[test]

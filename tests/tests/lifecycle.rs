@@ -157,4 +157,7 @@ fn a_command_that_does_not_return_cannot_hold_the_exit_past_five_seconds() {
     let (status, took) = agent.stop_with(libc::SIGTERM);
     assert_eq!(status.code(), Some(0), "{}", agent.log());
     assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Not an end of stream, which would say the request was not run.
+    assert_eq!(hung.read_line(), nova("500", "agent is stopping"));
+    assert!(hung.at_eof());
 }

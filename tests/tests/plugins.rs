@@ -6,10 +6,13 @@ use std::os::unix::fs::PermissionsExt;
 use nova_agent_tests::{nova, running_as_root, test_plugin, Sandbox};
 use serde_json::Value;
 
-fn list(sandbox: &Sandbox) -> Vec<Value> {
+/// `plugins list --json`, which must exit with `code`: 0 when every file
+/// is loaded or disabled, 1 when one is refused or in error.
+fn list(sandbox: &Sandbox, code: i32) -> Vec<Value> {
     let out = sandbox.cli(&["plugins", "list", "--json"]);
-    assert!(
-        out.status.success(),
+    assert_eq!(
+        out.status.code(),
+        Some(code),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -29,7 +32,7 @@ fn entry<'a>(list: &'a [Value], name: &str) -> &'a Value {
 #[test]
 fn plugins_list_json_shows_every_builtin_plugin_with_what_it_provides() {
     let sandbox = Sandbox::with_builtins();
-    let list = list(&sandbox);
+    let list = list(&sandbox, 0);
     assert_eq!(list.len(), 3);
     for (name, exchanges, parsers, commands) in [
         ("core", vec![], vec![], vec!["version", "features"]),
@@ -68,7 +71,7 @@ fn sandbox_with_bad_plugins() -> Sandbox {
 #[test]
 fn bad_plugins_are_reported_with_a_one_line_reason_and_skipped() {
     let sandbox = sandbox_with_bad_plugins();
-    let list = list(&sandbox);
+    let list = list(&sandbox, 1);
     for (name, reason) in [
         ("libnot-a-plugin", "cannot load: "),
         ("libnova_agent_test_plugin_old_api", OLD_API_REASON),
@@ -129,7 +132,7 @@ fn group_writable_plugin_is_refused_when_running_as_root() {
     let sandbox = Sandbox::with_builtins();
     let core = sandbox.plugins.join("libnova_agent_plugin_core.so");
     std::fs::set_permissions(&core, std::fs::Permissions::from_mode(0o664)).unwrap();
-    let list = list(&sandbox);
+    let list = list(&sandbox, 1);
     let p = entry(&list, "libnova_agent_plugin_core");
     assert_eq!(p["state"], "refused");
     assert_eq!(
@@ -154,7 +157,7 @@ fn a_command_conflict_goes_to_the_first_plugin_unless_config_prefers_another() {
             .log()
             .contains("command 'version' is provided by plugins core, vendor-fixture"));
     }
-    let list = list(&sandbox);
+    let list = list(&sandbox, 0);
     assert_eq!(
         entry(&list, "vendor-fixture")["shadowed"],
         serde_json::json!(["command version"])
@@ -195,7 +198,7 @@ fn plugins_get_their_table_root_apply_and_channel_metadata() {
 fn a_disabled_plugin_is_listed_but_not_loaded() {
     let sandbox = Sandbox::with_builtins();
     sandbox.write_config("[plugins.core]\nenabled = false\n");
-    let list = list(&sandbox);
+    let list = list(&sandbox, 0);
     assert_eq!(entry(&list, "core")["state"], "disabled");
     let agent = sandbox.start();
     assert_eq!(
@@ -238,5 +241,84 @@ fn config_check_reports_file_line_column_and_plugin_table_errors() {
     assert!(
         stdout.contains("no plugin provides exchange 'unix-socket'"),
         "{stdout}"
+    );
+}
+
+/// Without an agent the listing says so, and that these are the files on
+/// disk; a refused or broken file makes it exit 1, for scripts.
+#[test]
+fn offline_plugins_list_says_no_agent_runs_and_exits_1_on_a_broken_file() {
+    let sandbox = Sandbox::with_builtins();
+    let control = sandbox.path().join("run/control.sock");
+    let out = sandbox.cli(&["plugins", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "no agent is running (nothing answers on {}): these are the plugin files on disk, \
+             loaded and initialised by this command",
+            control.display()
+        )
+    );
+    let json = sandbox.cli(&["plugins", "list", "--json"]);
+    let stderr = String::from_utf8_lossy(&json.stderr);
+    assert!(stderr.contains("no agent is running"), "{stderr}");
+    serde_json::from_slice::<Value>(&json.stdout).expect("only JSON on stdout");
+
+    std::fs::write(sandbox.plugins.join("libnot-a-plugin.so"), b"just text\n").unwrap();
+    let out = sandbox.cli(&["plugins", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("libnot-a-plugin - [error] "), "{text}");
+}
+
+/// The live listing says it is the agent's, and what a generation is.
+#[test]
+fn the_live_plugins_list_says_what_a_generation_is() {
+    let sandbox = Sandbox::with_builtins();
+    let _agent = sandbox.start();
+    let out = sandbox.cli(&["plugins", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(
+            "the running agent's live view; a plugin's generation goes up by one \
+             each time a new build of it is swapped in\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("    generation 1, loaded "), "{text}");
+}
+
+/// `call --timeout 0` waits without limit instead of failing with Rust's
+/// "cannot set a 0 duration timeout".
+#[test]
+fn call_timeout_0_waits_without_limit() {
+    let sandbox = Sandbox::with_builtins();
+    let _agent = sandbox.start();
+    let out = sandbox.cli(&["call", "--timeout", "0", "version"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", nova("0", "2.0.0"))
+    );
+}
+
+/// `config check` counts in the singular when there is one.
+#[test]
+fn config_check_says_1_channel() {
+    let sandbox = Sandbox::with_builtins();
+    let out = sandbox.cli(&["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(": ok (3 plugins loaded, 2 commands, 1 channel)"),
+        "{text}"
     );
 }

@@ -263,9 +263,15 @@ fn bad_values_get_the_parser_s_answer_and_oversized_responses_a_short_500() {
     let value = format!("\"{}\"", "v".repeat(room));
     assert_eq!(world.dom0.call("version", &value), nova("0", "2.0.0"));
 
-    // An answer too big to write becomes a short 500.
+    // A long unknown name is echoed by its first 64 characters.
     let name = "n".repeat(4000);
-    let response = world.dom0.call(&name, "\"\"");
+    let short = format!("No such agent command '{}...'", &name[..64]);
+    assert_eq!(world.dom0.call(&name, "\"\""), nova("404", &short));
+
+    // An answer too big to write becomes a short 500.
+    let big = "b".repeat(4000);
+    world.dom0.write(&[(&format!("{HOME}/vm-data/big"), &big)]);
+    let response = world.dom0.call("read-metadata", "\"vm-data/big\"");
     assert!(response.len() < 200, "{response}");
     assert!(
         response.contains("\"returncode\": \"500\"") && response.contains("Response too large"),

@@ -76,7 +76,10 @@ pub(crate) enum PluginsCommand {
     ///
     /// With an agent running, this is its live view (generations, requests
     /// served, superseded code); otherwise the files are loaded and
-    /// initialised here, without opening any transport.
+    /// initialised here, without opening any transport. The first line
+    /// (stderr with --json, offline only) says which. Exits 0 when every
+    /// file is loaded or disabled, 1 when one is refused or in error (or a
+    /// newer build of a loaded one failed) or a plugin directory is refused.
     List {
         /// Print a JSON array instead of a table
         #[arg(long)]
@@ -115,7 +118,7 @@ pub(crate) struct CallArgs {
     /// The agent's socket (default: [plugins.unix-socket] path from the config)
     #[arg(long, value_name = "PATH")]
     pub(crate) socket: Option<PathBuf>,
-    /// Seconds to wait for the response
+    /// Seconds to wait for the response; 0 waits without limit
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub(crate) timeout: u64,
 }

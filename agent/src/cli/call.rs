@@ -30,7 +30,8 @@ pub(crate) fn call(args: &CallArgs, config: Option<&Config>) -> Result<bool> {
     };
     let request = serde_json::json!({ "name": args.name, "value": value }).to_string();
     let run_dir = config.map(|c| c.run_dir.as_path());
-    let timeout = Duration::from_secs(args.timeout);
+    // 0 waits for as long as the command runs.
+    let timeout = (args.timeout > 0).then(|| Duration::from_secs(args.timeout));
     let started = Instant::now();
     let response = loop {
         let stream = connect(&socket, run_dir)?;
@@ -104,9 +105,9 @@ fn exchange(
     mut stream: UnixStream,
     socket: &Path,
     request: &str,
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Result<Exchanged> {
-    stream.set_read_timeout(Some(timeout))?;
+    stream.set_read_timeout(timeout)?;
     if let Err(e) = stream.write_all(format!("{request}\n").as_bytes()) {
         return Ok(Exchanged::Unanswered(format!(
             "sending the request to {}: {e}",
@@ -129,7 +130,10 @@ fn exchange(
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ) =>
         {
-            bail!("no response within {} s", timeout.as_secs())
+            bail!(
+                "no response within {} s (--timeout; 0 waits without limit)",
+                timeout.map_or(0, |t| t.as_secs())
+            )
         }
         Err(e) => Err(e).context("reading the response"),
     }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
+use crate::cli::render;
 use crate::config::Config;
 use crate::plugins::{self, loader::State};
 
@@ -83,14 +84,16 @@ pub(crate) fn check(config: &Config) -> Result<(String, bool)> {
         .count();
     writeln!(
         out,
-        "{}: {} ({serving} plugins loaded, {commands} commands, {} channels)",
+        "{}: {} ({} loaded, {}, {})",
         config.source,
         if problems.is_empty() {
             "ok"
         } else {
             "has errors"
         },
-        config.channels.len()
+        render::count(serving, "plugin"),
+        render::count(commands, "command"),
+        render::count(config.channels.len(), "channel")
     )?;
     Ok((out, problems.is_empty()))
 }

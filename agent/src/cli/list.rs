@@ -1,6 +1,6 @@
 //! `nova-agent plugins list` and `plugins reload`: the running agent's view
 //! or report, asked over its control socket, rendered; without an agent,
-//! `plugins list` loads the plugin files itself.
+//! `plugins list` loads the plugin files itself and says so.
 
 use std::time::Duration;
 
@@ -10,29 +10,62 @@ use crate::cli::render;
 use crate::config::Config;
 use crate::daemon::control;
 use crate::plugins;
+use crate::plugins::loader::State;
 use crate::plugins::view::{self, ReloadReport, View};
 
-pub(crate) fn list(config: &Config, json: bool) -> Result<String> {
+/// `plugins list`: the listing, and whether every entry is in order (no
+/// file refused or in error, no plugin directory refused), for the exit code.
+pub(crate) fn list(config: &Config, json: bool) -> Result<(String, bool)> {
     let live = control::request(
         &config.run_dir,
         control::Request::List,
         Duration::from_secs(10),
     );
-    let view: View = match live {
-        Ok(Some(value)) => serde_json::from_value(value)?,
-        Ok(None) => offline(config),
-        Err(e) if permission_denied(&e) => {
-            eprintln!(
-                "nova-agent: the running agent's live view needs root ({e:#}); inspecting the files"
-            );
-            offline(config)
-        }
+    let socket = control::socket_path(&config.run_dir);
+    let is_live = matches!(live, Ok(Some(_)));
+    let (view, note) = match live {
+        Ok(Some(value)) => (
+            serde_json::from_value::<View>(value)?,
+            render::LIVE_NOTE.to_owned(),
+        ),
+        Ok(None) => (
+            offline(config),
+            format!(
+                "no agent is running (nothing answers on {}): {}",
+                socket.display(),
+                render::OFFLINE_NOTE
+            ),
+        ),
+        Err(e) if permission_denied(&e) => (
+            offline(config),
+            format!(
+                "the running agent's live view needs root ({e:#}): {}",
+                render::OFFLINE_NOTE
+            ),
+        ),
         Err(e) => return Err(e),
     };
+    let ok = in_order(&view);
     if json {
-        return Ok(serde_json::to_string_pretty(&view.plugins)? + "\n");
+        // The JSON stays one array on stdout; the note is for a person.
+        if !is_live {
+            eprintln!("nova-agent: {note}");
+        }
+        return Ok((serde_json::to_string_pretty(&view.plugins)? + "\n", ok));
     }
-    Ok(render::text(&view))
+    Ok((format!("{note}\n{}", render::text(&view)), ok))
+}
+
+/// No file refused or in error (a loaded plugin whose newer build failed
+/// carries an error too), and no plugin directory refused. Disabled plugins
+/// are as configured.
+fn in_order(view: &View) -> bool {
+    view.dir_problems.is_empty()
+        && view.plugins.iter().all(|e| match e.state {
+            State::Error | State::Refused => false,
+            State::Loaded => e.error.is_none(),
+            State::Disabled => true,
+        })
 }
 
 /// The files, loaded by this process (and retired again).

@@ -63,8 +63,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(PluginsCommand::List { json }) => {
             let config = load()?;
             logging::init("error");
-            print!("{}", list::list(&config, *json)?);
-            Ok(ExitCode::SUCCESS)
+            let (listing, ok) = list::list(&config, *json)?;
+            print!("{listing}");
+            Ok(success(ok))
         }
         Command::Plugins(PluginsCommand::Reload { json, if_running }) => {
             let config = load()?;

@@ -5,6 +5,23 @@ use std::fmt::Write as _;
 
 use crate::plugins::view::{Entry, ReloadReport, View};
 
+/// The first line of the text listing when an agent answered.
+pub(crate) const LIVE_NOTE: &str = "the running agent's live view; a plugin's generation \
+     goes up by one each time a new build of it is swapped in";
+/// Ends the first line of the listing (text) or the note on stderr (JSON)
+/// when no agent answered.
+pub(crate) const OFFLINE_NOTE: &str =
+    "these are the plugin files on disk, loaded and initialised by this command";
+
+/// `1 channel`, `2 channels`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `plugins reload`'s report.
 pub(crate) fn reload(report: &ReloadReport) -> String {
     let mut out = String::new();

@@ -8,10 +8,14 @@
 //!   loop;
 //! - [`control`]: the control socket `plugins list` and `plugins reload`
 //!   use;
+//! - [`demo`]: the embedded default's sandbox, created and seeded;
 //! - [`service`]: systemd notify and watchdog, `--daemonize`, `--pidfile`.
+//! - [`signals`]: the signals `run` waits for: stop, reload, ignored.
 
 pub(crate) mod channels;
 pub(crate) mod control;
+mod demo;
 pub(crate) mod run;
 pub(crate) mod service;
+pub(crate) mod signals;
 pub(crate) mod swap;

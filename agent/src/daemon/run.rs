@@ -1,38 +1,39 @@
 //! `nova-agent run`: load the plugins, start the channels, serve until
-//! SIGTERM or SIGINT, then stop everything within 5 seconds and exit 0.
-//! SIGHUP, a change in a plugin directory and `plugins reload` (on the
-//! control socket) reload the plugins (see `swap`).
+//! SIGTERM, SIGINT or SIGQUIT, then stop everything within 5 seconds and
+//! exit 0: requests still running after 4 s are answered "agent is stopping"
+//! (see `channels::in_flight`). SIGHUP, a change in a plugin directory and
+//! `plugins reload` (on the control socket) reload the plugins (see `swap`);
+//! other signals are ignored (see `signals`).
 
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{SigSet, Signal};
 
 use crate::config::Config;
 use crate::daemon::control::{self, ControlServer};
 use crate::daemon::service::{self, Pidfile};
+use crate::daemon::signals::{Received, Signals};
 use crate::daemon::swap::{self, Plugins, ReloadJob, Trigger};
 use crate::plugins::host::AGENT_VERSION;
 use crate::plugins::view;
 
+/// Time the requests in flight get to finish after a stop signal; those
+/// still running are then answered "agent is stopping". It fits systemd's
+/// stop timeout (`TimeoutStopSec=10` in the unit) with room to spare.
+const ANSWER_BUDGET: Duration = Duration::from_secs(4);
 /// Time the channels and plugins get to stop after a stop signal; the agent
 /// exits within 5 s whatever they do.
 const STOP_BUDGET: Duration = Duration::from_millis(4500);
 
 pub(crate) fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<()> {
-    // Block the stop signals before any thread exists, so every thread (ours
-    // and the plugins') inherits the mask and only `sigwait` below sees them.
-    // Child processes get an empty mask again: std resets it in the child.
-    let mut signals = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        signals.add(signal);
-    }
-    signals.thread_block().context("blocking signals")?;
+    // Before any thread exists, so that every thread inherits the mask.
+    let signals = Signals::block().context("blocking signals")?;
 
     if config.is_embedded() {
         prepare_demo(&config)?;
     }
+    config.check_private_dirs()?;
     tracing::info!(
         "nova-agent {AGENT_VERSION} starting: config {}, root {}, apply = {}",
         config.source,
@@ -67,8 +68,25 @@ pub(crate) fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<(
         bail!("no channel could start:\n  {}", reasons.join("\n  "));
     }
 
-    let reloader =
-        swap::spawn_reloader(Arc::clone(&plugins), jobs).context("starting the reload thread")?;
+    // From here on every exit stops the channels, which removes the sockets.
+    let (reloader, served) = match swap::spawn_reloader(Arc::clone(&plugins), jobs) {
+        Ok(reloader) => (Some(reloader), serve(&config, &plugins, &reloads, &signals)),
+        Err(e) => (None, Err(e).context("starting the reload thread")),
+    };
+    service::notify("STOPPING=1");
+    stop(&plugins, control, reloads, reloader);
+    served?;
+    tracing::info!("nova-agent stopped");
+    Ok(())
+}
+
+/// Serves until a stop signal.
+fn serve(
+    config: &Config,
+    plugins: &Arc<Plugins>,
+    reloads: &mpsc::Sender<ReloadJob>,
+    signals: &Signals,
+) -> Result<()> {
     let watcher = {
         let reloads = reloads.clone();
         swap::watch::spawn(
@@ -88,7 +106,7 @@ pub(crate) fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<(
         );
     }
     if let Some(interval) = service::watchdog_interval() {
-        let (stopping, plugins) = (Arc::clone(&plugins.shared.stopping), Arc::clone(&plugins));
+        let (stopping, plugins) = (Arc::clone(&plugins.shared.stopping), Arc::clone(plugins));
         service::spawn_watchdog(interval, stopping, move |longer_than| {
             plugins.stalled_channels(longer_than)
         })
@@ -103,23 +121,20 @@ pub(crate) fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<(
 
     loop {
         match signals.wait().context("waiting for signals")? {
-            Signal::SIGHUP => {
+            Received::Reload => {
                 tracing::info!("SIGHUP received; reloading plugins");
                 let _ = reloads.send(ReloadJob {
                     trigger: Trigger::Signal,
                     reply: None,
                 });
             }
-            signal => {
+            Received::Ignored(signal) => tracing::info!("{signal} received; ignored"),
+            Received::Stop(signal) => {
                 tracing::info!("{signal} received; stopping");
-                break;
+                return Ok(());
             }
         }
     }
-    service::notify("STOPPING=1");
-    stop(&plugins, control, reloads, reloader);
-    tracing::info!("nova-agent stopped");
-    Ok(())
 }
 
 fn control_handler(
@@ -148,44 +163,86 @@ fn control_handler(
     })
 }
 
+/// What the stop's helper threads report.
+enum Stopped {
+    /// The channels, the plugins and the reload thread stopped.
+    All,
+    /// An abandoned request was answered.
+    Answered,
+}
+
 fn stop(
     plugins: &Arc<Plugins>,
     control: ControlServer,
     reloads: mpsc::Sender<ReloadJob>,
-    reloader: std::thread::JoinHandle<()>,
+    reloader: Option<std::thread::JoinHandle<()>>,
 ) {
-    // Everything runs on a helper thread, so neither a command that does not
+    // Everything runs on helper threads, so neither a command that does not
     // return nor a plugin's `shutdown` that hangs can hold the exit past the
     // budget.
     let (done_tx, done_rx) = mpsc::channel();
     let started = Instant::now();
-    let plugins = Arc::clone(plugins);
-    let spawned = std::thread::Builder::new()
-        .name("stop".into())
-        .spawn(move || {
-            control.stop();
-            plugins.stop();
-            // Wakes the reload thread, which sees the agent stopping.
-            let _ = reloads.send(ReloadJob {
-                trigger: Trigger::Watch,
-                reply: None,
-            });
-            let _ = reloader.join();
-            let _ = done_tx.send(());
-        });
-    if spawned.is_err() || done_rx.recv_timeout(STOP_BUDGET).is_err() {
-        tracing::warn!("the channels did not stop within {STOP_BUDGET:?}; exiting anyway");
+    let spawned = {
+        let (plugins, done_tx) = (Arc::clone(plugins), done_tx.clone());
+        std::thread::Builder::new()
+            .name("stop".into())
+            .spawn(move || {
+                control.stop();
+                plugins.stop();
+                // Wakes the reload thread, which sees the agent stopping.
+                let _ = reloads.send(ReloadJob {
+                    trigger: Trigger::Watch,
+                    reply: None,
+                });
+                if let Some(reloader) = reloader {
+                    let _ = reloader.join();
+                }
+                let _ = done_tx.send(Stopped::All);
+            })
+    };
+    if spawned.is_ok() && matches!(done_rx.recv_timeout(ANSWER_BUDGET), Ok(Stopped::All)) {
+        tracing::debug!("stopped in {:?}", started.elapsed());
         return;
     }
-    tracing::debug!("stopped in {:?}", started.elapsed());
+    // Commands still running: their clients get "agent is stopping" rather
+    // than an end of stream, which would tell them the request was not run.
+    let mut owed = 0;
+    for answer in plugins.shared.in_flight.abandon() {
+        let done_tx = done_tx.clone();
+        let sending = std::thread::Builder::new()
+            .name("stop answer".into())
+            .spawn(move || {
+                answer.send();
+                let _ = done_tx.send(Stopped::Answered);
+            });
+        owed += usize::from(sending.is_ok());
+    }
+    // Once those answers are out, a command that did not return is not
+    // waited for; without any, the channels get the rest of the budget.
+    let (abandoned, mut all) = (owed > 0, false);
+    let deadline = started + STOP_BUDGET;
+    while owed > 0 || !(all || abandoned) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match done_rx.recv_timeout(left) {
+            Ok(Stopped::Answered) => owed -= 1,
+            Ok(Stopped::All) => all = true,
+            Err(_) => break,
+        }
+    }
+    if owed > 0 {
+        tracing::warn!("{owed} answers could not be delivered within {STOP_BUDGET:?}");
+    }
+    if all {
+        tracing::debug!("stopped in {:?}", started.elapsed());
+    } else {
+        tracing::warn!("the channels did not stop within {ANSWER_BUDGET:?}; exiting anyway");
+    }
 }
 
-/// The embedded default's sandbox: created, so the demo runs from a clean
-/// checkout without touching anything outside `target/`.
+/// The embedded default's sandbox: created and seeded, so the demo runs
+/// from a clean checkout without touching anything outside `target/`.
 fn prepare_demo(config: &Config) -> Result<()> {
-    for dir in [&config.root, &config.state_dir, &config.run_dir] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    crate::daemon::demo::prepare(config)?;
     tracing::warn!(
         "no config file given and none at {}; using the embedded development default \
          (plugins from {}, sandbox root {}, apply = false)",

@@ -7,10 +7,15 @@
 //! the gate's reason for a gate); the parser decides how each reads on the
 //! wire. It never logs a call's arguments or an outcome's value or message:
 //! they carry passwords, keys and ciphertexts.
+//!
+//! Each call leaves one log line: at debug for a successful query (see
+//! [`QUERIES`]), at info for anything else, so that a host's polling does not
+//! fill the journal while every change to the system and every failure is
+//! still there. A command name is logged whole up to 64 characters.
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nova_agent_plugin_api::ffi::abi_stable::{
     sabi_trait::TD_Opaque,
@@ -125,6 +130,60 @@ pub(crate) fn agent_outcome(kind: ErrorKind, message: &str) -> FfiOutcome {
     }
 }
 
+/// The commands that only read, and that hosts poll (libvirt pings, syncs
+/// and gathers guest information every few seconds; Nova asks `version`):
+/// their successes are logged at debug. So is every QGA `guest-get-*`.
+/// Anything else, a vendor's command included, is logged at info.
+const QUERIES: [&str; 9] = [
+    "version",
+    "features",
+    "guest-ping",
+    "guest-sync",
+    "guest-sync-delimited",
+    "guest-info",
+    "guest-fsfreeze-status",
+    "guest-exec-status",
+    "guest-network-get-interfaces",
+];
+
+/// Whether a call of `command` answered `outcome` is routine: a query that
+/// succeeded.
+fn routine(command: &str, outcome: &FfiOutcome) -> bool {
+    outcome.kind == 0 && (QUERIES.contains(&command) || command.starts_with("guest-get-"))
+}
+
+/// `name` as the log shows it (an unknown name is the request's, of any
+/// size).
+use nova_agent_support::echo::echoed as shown;
+
+/// The one line a call leaves.
+fn log_answer(
+    channel: &str,
+    plugin: Option<&str>,
+    name: &str,
+    outcome: &FfiOutcome,
+    elapsed: Duration,
+) {
+    let command = shown(name);
+    let command = command.as_ref();
+    let label = label(outcome);
+    if routine(name, outcome) {
+        tracing::debug!(
+            channel,
+            plugin,
+            command,
+            "command {command:?} answered {label} in {elapsed:.1?}"
+        );
+    } else {
+        tracing::info!(
+            channel,
+            plugin,
+            command,
+            "command {command:?} answered {label} in {elapsed:.1?}"
+        );
+    }
+}
+
 /// How an outcome reads in the log: `ok`, or its kind.
 pub(crate) fn label(outcome: &FfiOutcome) -> &'static str {
     if outcome.kind == 0 {
@@ -149,13 +208,7 @@ impl Dispatcher<'_> {
         let started = Instant::now();
         let Some(command) = self.table.commands.get(name) else {
             let outcome = agent_outcome(ErrorKind::UnknownCommand, "");
-            tracing::info!(
-                channel,
-                command = name,
-                "command {name:?} answered {} in {:.1?}",
-                label(&outcome),
-                started.elapsed()
-            );
+            log_answer(channel, None, name, &outcome, started.elapsed());
             return outcome;
         };
         let plugin = command.plugin();
@@ -180,14 +233,7 @@ impl Dispatcher<'_> {
             outcome.text =
                 format!("command '{name}' failed unexpectedly; see the agent's log").into();
         }
-        tracing::info!(
-            channel,
-            plugin,
-            command = name,
-            "command {name:?} answered {} in {:.1?}",
-            label(&outcome),
-            started.elapsed()
-        );
+        log_answer(channel, Some(plugin), name, &outcome, started.elapsed());
         outcome
     }
 }
@@ -309,6 +355,125 @@ mod tests {
         assert_eq!(run(&agent, "echo", "2").kind, 0);
         assert_eq!(run(&agent, "freeze", "false").kind, 0);
         assert_eq!(run(&agent, "quiet", "null").kind, 0);
+    }
+
+    /// Every event `body` logs on this thread, as plain text.
+    fn captured(body: impl FnOnce()) -> String {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Sink(std::sync::Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, body);
+        let bytes = buffer.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_long_unknown_name_is_logged_by_its_first_64_characters() {
+        let agent = ToyAgent::new(&testing::config("lines", &[]));
+        let kept = "n".repeat(nova_agent_support::echo::ECHOED);
+        let name = format!("{kept}{}", "x".repeat(1 << 20));
+        let log = captured(|| {
+            assert_eq!(
+                run(&agent, &name, "null"),
+                error(ErrorKind::UnknownCommand, "")
+            );
+        });
+        assert!(log.len() < 1000, "{} bytes logged", log.len());
+        assert!(
+            log.contains(&format!("command \"{kept}...\" answered unknown-command")),
+            "{log}"
+        );
+        assert!(log.contains(&format!("command=\"{kept}...\"")), "{log}");
+        assert_eq!(shown(&kept), kept);
+        assert_eq!(
+            shown(&format!(
+                "{}x",
+                "\u{e9}".repeat(nova_agent_support::echo::ECHOED)
+            ))
+            .chars()
+            .count(),
+            67
+        );
+    }
+
+    #[test]
+    fn successful_queries_are_logged_at_debug_the_rest_at_info() {
+        let agent = ToyAgent::new(&testing::config("lines", &["big"]));
+        let ok = |kind| FfiOutcome {
+            kind,
+            text: "{}".into(),
+            success_response: true,
+        };
+        let log = captured(|| {
+            run(&agent, "echo", "1");
+            run(&agent, "big", "1");
+            log_answer("c", Some("core"), "version", &ok(0), Duration::ZERO);
+            log_answer(
+                "c",
+                Some("qga-core"),
+                "guest-get-time",
+                &ok(0),
+                Duration::ZERO,
+            );
+            let failed = agent_outcome(ErrorKind::Failed, "no");
+            log_answer(
+                "c",
+                Some("qga-core"),
+                "guest-get-time",
+                &failed,
+                Duration::ZERO,
+            );
+        });
+        let level = |line: &str| {
+            log.lines()
+                .find(|l| l.contains(line))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or_else(|| panic!("no {line:?} in {log}"))
+                .to_owned()
+        };
+        assert_eq!(level("command \"echo\" answered ok"), "INFO");
+        assert_eq!(level("command \"big\" answered disabled"), "INFO");
+        assert_eq!(level("command \"version\" answered ok"), "DEBUG");
+        assert_eq!(level("command \"guest-get-time\" answered ok"), "DEBUG");
+        assert_eq!(level("command \"guest-get-time\" answered failed"), "INFO");
+        for query in [
+            "guest-ping",
+            "guest-sync-delimited",
+            "guest-network-get-interfaces",
+        ] {
+            assert!(routine(query, &ok(0)), "{query}");
+        }
+        for change in [
+            "password",
+            "keyinit",
+            "resetnetwork",
+            "injectfile",
+            "agentupdate",
+            "guest-set-user-password",
+            "guest-fsfreeze-freeze",
+            "guest-shutdown",
+            "guest-file-read",
+            "guest-exec",
+        ] {
+            assert!(!routine(change, &ok(0)), "{change}");
+        }
     }
 
     #[test]

@@ -16,12 +16,14 @@ const KEY_DIR: &str = "etc/ssh";
 pub const MAX_FILE_LEN: u64 = 64 * 1024;
 
 /// The command's answer for the host keys under `root`: the fingerprints
-/// joined by `"; "`.
+/// joined by `"; "`. The not-found message names the directory looked in,
+/// root included (`/etc/ssh` when the root is `/`).
 pub fn report(root: &Path) -> Result<String, CommandError> {
     match fingerprints(root) {
-        Ok(lines) if lines.is_empty() => {
-            Err(CommandError::not_found("no SSH host keys in /etc/ssh"))
-        }
+        Ok(lines) if lines.is_empty() => Err(CommandError::not_found(format!(
+            "no SSH host keys in {}",
+            root.join(KEY_DIR).display()
+        ))),
         Ok(lines) => {
             tracing::debug!("reported {} SSH host keys", lines.len());
             Ok(lines.join("; "))

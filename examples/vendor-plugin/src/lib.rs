@@ -14,8 +14,9 @@
 //! 256 SHA256:hK5eVVtlKdERJhTtYYpoDK+B1uCPVFgGoJ9DO1noXW0 (ECDSA); 256 SHA256:Xc8y7NLN9LdhbgY3rzh2YNNcZNPwlfgCAPPSpo09mh4 (ED25519)
 //! ```
 //!
-//! Answers: that text as a JSON string (Nova: `"0"`); a not-found error when
-//! there is no key file (or no `/etc/ssh`; Nova: `"404"`); a failure naming
+//! Answers: that text as a JSON string (Nova: `"0"`); a not-found error
+//! naming the directory looked in, root included, when there is no key file
+//! (or no `/etc/ssh`; Nova: `"404"`); a failure naming
 //! the file when one cannot be read or is not a valid ed25519, ecdsa, RSA or
 //! DSA public key (Nova: `"500"`; one bad file fails the whole answer rather
 //! than hiding a key). The request's arguments are ignored.

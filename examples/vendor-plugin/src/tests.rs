@@ -91,7 +91,10 @@ fn assert_failed(answer: &Result<Value, CommandError>, message: &str) {
     assert_error(answer, ErrorKind::Failed, message);
 }
 
-const NO_KEYS: &str = "no SSH host keys in /etc/ssh";
+/// The not-found message for a root: the directory actually looked in.
+fn no_keys(root: &Path) -> String {
+    format!("no SSH host keys in {}/etc/ssh", root.display())
+}
 
 /// The SSH wire encoding of `strings`, each length-prefixed.
 fn wire(strings: &[&[u8]]) -> Vec<u8> {
@@ -189,13 +192,21 @@ fn generated_keys_match_ssh_keygen() {
 fn missing_key_directory_is_404() {
     let guest = Guest::new();
     fs::remove_dir(guest.keys()).unwrap();
-    assert_error(&guest.report(), ErrorKind::NotFound, NO_KEYS);
+    assert_error(
+        &guest.report(),
+        ErrorKind::NotFound,
+        &no_keys(&guest.root()),
+    );
 }
 
 #[test]
 fn key_directory_without_key_files_is_404() {
     let guest = Guest::new();
-    assert_error(&guest.report(), ErrorKind::NotFound, NO_KEYS);
+    assert_error(
+        &guest.report(),
+        ErrorKind::NotFound,
+        &no_keys(&guest.root()),
+    );
     // Names the glob `ssh_host_*_key.pub` does not match are never read.
     for name in [
         "sshd_config",
@@ -207,7 +218,11 @@ fn key_directory_without_key_files_is_404() {
     ] {
         guest.write(name, "not a key");
     }
-    assert_error(&guest.report(), ErrorKind::NotFound, NO_KEYS);
+    assert_error(
+        &guest.report(),
+        ErrorKind::NotFound,
+        &no_keys(&guest.root()),
+    );
 }
 
 #[test]
@@ -404,7 +419,7 @@ fn the_command_as_the_agent_loads_it() {
     let outcome = agent.run("ssh-hostkeys", "\"\"");
     assert_eq!(
         outcome.result,
-        Err(CommandError::not_found(NO_KEYS)),
+        Err(CommandError::not_found(no_keys(&guest.root()))),
         "no key file yet"
     );
 

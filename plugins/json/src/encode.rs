@@ -4,6 +4,9 @@
 use std::borrow::Cow;
 
 use nova_agent_plugin_api::{ErrorKind, Outcome};
+use nova_agent_support::echo::echoed;
+#[cfg(test)]
+use nova_agent_support::echo::ECHOED;
 
 /// The one command whose success is answered `"D0"` rather than `"0"`.
 const KEYINIT: &str = "keyinit";
@@ -20,6 +23,7 @@ pub(crate) fn encode_outcome(command: &str, outcome: &Outcome) -> Option<Vec<u8>
         }
         Err(error) => error,
     };
+    let command = echoed(command);
     Some(match error.kind {
         ErrorKind::Disabled if !error.message.is_empty() => encode_response(
             "404",
@@ -181,6 +185,40 @@ mod tests {
         assert_eq!(
             outcome("keyinit", Outcome::error(ErrorKind::Failed, "bad key")).as_deref(),
             Some(r#"{"message": "bad key", "returncode": "500"}"#)
+        );
+    }
+
+    #[test]
+    fn a_long_command_name_is_echoed_shortened() {
+        let fits = "n".repeat(ECHOED);
+        assert_eq!(
+            outcome(&fits, Outcome::error(ErrorKind::UnknownCommand, "")),
+            Some(format!(
+                r#"{{"message": "No such agent command '{fits}'", "returncode": "404"}}"#
+            ))
+        );
+        let huge = format!("{fits}{}", "x".repeat(1 << 20));
+        let expected =
+            format!(r#"{{"message": "No such agent command '{fits}...'", "returncode": "404"}}"#);
+        for kind in [ErrorKind::UnknownCommand, ErrorKind::Disabled] {
+            assert_eq!(
+                outcome(&huge, Outcome::error(kind, "")),
+                Some(expected.clone())
+            );
+        }
+        assert_eq!(
+            outcome(&huge, Outcome::error(ErrorKind::Disabled, "frozen")),
+            Some(format!(
+                r#"{{"message": "Command '{fits}...' is disabled: frozen", "returncode": "404"}}"#
+            ))
+        );
+        // Characters, not bytes: each of the 64 kept becomes one `?`.
+        let wide = "\u{e9}".repeat(1 << 16);
+        let answer = outcome(&wide, Outcome::error(ErrorKind::UnknownCommand, "")).unwrap();
+        let kept = "?".repeat(ECHOED);
+        assert_eq!(
+            answer,
+            format!(r#"{{"message": "No such agent command '{kept}...'", "returncode": "404"}}"#)
         );
     }
 

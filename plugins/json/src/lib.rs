@@ -11,7 +11,8 @@
 //!   as it is, `null` as `""`, anything else as its compact JSON text;
 //! - an unknown or denied command: `"404"` `No such agent command '<name>'`;
 //!   one a closed gate holds: `"404"` `Command '<name>' is disabled:
-//!   <reason>` (the guest's filesystems are frozen, say);
+//!   <reason>` (the guest's filesystems are frozen, say); a name of more
+//!   than 64 characters is echoed as its first 64 and `...`;
 //! - not found: `"404"` with its message; any other error: `"500"` with its
 //!   message.
 //!
@@ -244,5 +245,7 @@ export_plugin! {
     init: init,
 }
 
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;

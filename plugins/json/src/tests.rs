@@ -122,6 +122,20 @@ fn vector_unknown_command() {
 }
 
 #[test]
+fn a_mebibyte_command_name_is_answered_with_its_first_64_characters() {
+    let name = format!("{}{}", "a".repeat(64), "b".repeat(1 << 20));
+    let body = format!(r#"{{"name": "{name}", "value": ""}}"#);
+    let (response, called) = run(body.as_bytes());
+    let kept = "a".repeat(64);
+    assert_eq!(
+        response,
+        format!(r#"{{"message": "No such agent command '{kept}...'", "returncode": "404"}}"#)
+    );
+    // The command looked up is the whole name.
+    assert_eq!(called, calls(&[(name.as_str(), r#""""#)]));
+}
+
+#[test]
 fn unreadable_body_answers_its_reason() {
     assert_eq!(
         agent().unreadable("json", "request too large"),

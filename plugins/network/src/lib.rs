@@ -41,6 +41,8 @@ pub mod nics;
 pub mod parse;
 
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod testutil;
 
 fn init(host: Host, config: Value) -> Result<Provides, PluginError> {

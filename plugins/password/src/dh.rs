@@ -26,24 +26,52 @@ pub(crate) const OUT_OF_RANGE: &str =
 /// `long()` did) or a JSON integer; 2 ≤ key ≤ p − 2.
 pub(crate) fn parse_host_key(value_json: &str) -> Result<BigUint, &'static str> {
     let text = value_json.trim();
-    let digits = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::String(s)) => {
-            let s = s.trim();
-            s.strip_suffix(['L', 'l']).unwrap_or(s).to_owned()
-        }
-        // The exact JSON text: a number wider than 64 bits keeps its digits.
-        Ok(serde_json::Value::Number(_)) => text.to_owned(),
-        _ => return Err(NOT_A_NUMBER),
+    let digits = if text.starts_with('"') {
+        let s = serde_json::from_str::<String>(text).map_err(|_| NOT_A_NUMBER)?;
+        let s = s.trim();
+        s.strip_suffix(['L', 'l']).unwrap_or(s).to_owned()
+    } else if text.len() == 1 || !text.starts_with('0') {
+        // The exact JSON text, not a JSON number's value: a number wider
+        // than 64 bits (or than a double) keeps its digits.
+        text.to_owned()
+    } else {
+        return Err(NOT_A_NUMBER);
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NOT_A_NUMBER);
     }
-    let key = BigUint::parse_bytes(digits.as_bytes(), 10).ok_or(NOT_A_NUMBER)?;
+    let key = KeyDigits::new(&digits)?.value();
     let p = prime();
     if key < BigUint::from(2u8) || key >= &p - 1u8 {
         return Err(OUT_OF_RANGE);
     }
     Ok(key)
+}
+
+/// The most significant digits a key in range has: p − 2 has 33.
+const MAX_KEY_DIGITS: usize = 33;
+
+/// Decimal digits short enough to be a key in range, leading zeros dropped:
+/// the only way to a number, so that a megabyte of digits is refused by its
+/// length, never parsed (a big-number parse is quadratic in the digits).
+#[derive(Debug, PartialEq, Eq)]
+struct KeyDigits<'a>(&'a str);
+
+impl<'a> KeyDigits<'a> {
+    /// `digits` (ASCII digits only) as a candidate key, or the out-of-range
+    /// error when it has more significant digits than any key in range.
+    fn new(digits: &'a str) -> Result<KeyDigits<'a>, &'static str> {
+        let significant = digits.trim_start_matches('0');
+        if significant.len() > MAX_KEY_DIGITS {
+            return Err(OUT_OF_RANGE);
+        }
+        Ok(KeyDigits(significant))
+    }
+
+    fn value(&self) -> BigUint {
+        // No digit at all: the digits were zeros.
+        BigUint::parse_bytes(self.0.as_bytes(), 10).unwrap_or_default()
+    }
 }
 
 /// One side of an exchange: a fresh private key and its public value.
@@ -126,6 +154,30 @@ mod tests {
     }
 
     #[test]
+    fn the_digit_bound_is_that_of_the_largest_key_in_range() {
+        let largest = (prime() - 2u8).to_string();
+        assert_eq!(largest.len(), MAX_KEY_DIGITS);
+        assert_eq!(KeyDigits::new(&largest).unwrap().value(), prime() - 2u8);
+        let zeros = format!("{}{largest}", "0".repeat(1000));
+        assert_eq!(KeyDigits::new(&zeros), Ok(KeyDigits(largest.as_str())));
+        assert_eq!(KeyDigits::new("000").unwrap().value(), BigUint::default());
+    }
+
+    #[test]
+    fn a_megabyte_of_digits_is_refused_by_its_length_before_any_parse() {
+        let huge = "7".repeat(1 << 20);
+        // `KeyDigits` is the only way to a number: refusing here means the
+        // digits are never parsed.
+        assert_eq!(KeyDigits::new(&huge), Err(OUT_OF_RANGE));
+        assert_eq!(
+            KeyDigits::new(&huge[..MAX_KEY_DIGITS + 1]),
+            Err(OUT_OF_RANGE)
+        );
+        assert_eq!(parse_host_key(&huge), Err(OUT_OF_RANGE));
+        assert_eq!(parse_host_key(&format!("\"{huge}\"")), Err(OUT_OF_RANGE));
+    }
+
+    #[test]
     fn host_keys_as_strings_or_numbers() {
         let p = prime();
         for (json, key) in [
@@ -146,7 +198,8 @@ mod tests {
         let p_minus_2 = (&p - 2u8).to_string();
         assert!(parse_host_key(&p_minus_2).is_ok());
         for bad in [
-            "\"abc\"", "\"\"", "null", "true", "-5", "1.5", "1e3", "[1]", "{}", "\"-5\"", "\"1 2\"",
+            "\"abc\"", "\"\"", "null", "true", "-5", "1.5", "1e3", "[1]", "{}", "\"-5\"",
+            "\"1 2\"", "01", "\"1\" 2", "",
         ] {
             assert_eq!(parse_host_key(bad), Err(NOT_A_NUMBER), "{bad}");
         }

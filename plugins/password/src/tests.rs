@@ -150,6 +150,13 @@ fn keyinit_answers_d0_with_a_public_key_and_refuses_bad_host_keys() {
         let answer = guest.call(&guest.keyinit, "c", bad);
         assert_eq!(answer.unwrap_err().kind, ErrorKind::Failed, "{bad}");
     }
+    // A megabyte of digits gets the out-of-range answer (refused by its
+    // length, see `dh`'s tests).
+    let huge = "9".repeat(1 << 20);
+    for value in [huge.clone(), format!("\"{huge}\"")] {
+        let answer = guest.call(&guest.keyinit, "c", &value);
+        assert_eq!(answer, failed(dh::OUT_OF_RANGE));
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use nova_agent_plugin_api::{ErrorKind, Outcome};
 
+use crate::echo::echoed;
 use crate::envelope::Context;
 use crate::lexer::Streamer;
 use crate::value::{write_qemu_bytes, write_qemu_str};
@@ -61,6 +62,7 @@ pub(crate) fn encode_outcome(command: &str, context: &str, outcome: &Outcome) ->
             }
         },
         Err(error) => {
+            let command = echoed(command);
             let (class, desc) = match error.kind {
                 ErrorKind::UnknownCommand => (
                     ErrorClass::CommandNotFound,

@@ -9,6 +9,7 @@
 
 use nova_agent_plugin_api::{Decoded, ParsedCall};
 
+use crate::echo::echoed;
 use crate::encode::{error_line, parse_error_line, ErrorClass};
 use crate::lexer::Message;
 use crate::value::{qdict_order, QValue};
@@ -117,7 +118,10 @@ fn first_problem(members: &[(String, QValue)]) -> Option<String> {
         ("execute", QValue::Str(_)) | ("arguments", QValue::Dict(_)) | ("id", _) => None,
         ("execute", _) => Some("QMP input member 'execute' must be a string".to_owned()),
         ("arguments", _) => Some("QMP input member 'arguments' must be an object".to_owned()),
-        (other, _) => Some(format!("QMP input member '{other}' is unexpected")),
+        (other, _) => Some(format!(
+            "QMP input member '{}' is unexpected",
+            echoed(other)
+        )),
     };
     // Which problem is reported depends on QEMU's hash order, worked out
     // only when there is one.

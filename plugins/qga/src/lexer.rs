@@ -15,6 +15,7 @@
 //! buffer, followed by the token being lexed; a token is a kind and a range
 //! of it, so a message costs no allocation per token.
 
+use crate::echo::echoed_bytes;
 use crate::parse::parse_message;
 use crate::value::QValue;
 
@@ -309,7 +310,8 @@ impl Streamer {
                 let token = &self.buf[self.token_start..];
                 let mut desc = b"JSON parse error, stray '".to_vec();
                 // QEMU formats the token with `%s`: it ends at a NUL byte.
-                desc.extend(token.iter().take_while(|&&b| b != 0));
+                let end = token.iter().position(|&b| b == 0).unwrap_or(token.len());
+                desc.extend_from_slice(&echoed_bytes(&token[..end]));
                 desc.push(b'\'');
                 self.reset();
                 emit(Err(desc));

@@ -34,7 +34,9 @@
 //! with `": <reason>"` for a gate. A command that answers nothing on success
 //! (`guest-shutdown`) gets no bytes at all; a successful
 //! `guest-sync-delimited` gets a raw 0xFF before its answer (as with
-//! qemu-ga, whose handler sets the flag, a failed one gets none).
+//! qemu-ga, whose handler sets the flag, a failed one gets none). Request
+//! text quoted in an answer (a command name, a member, a token) is cut to its
+//! first 64 characters and `...` (module `echo`).
 //!
 //! Framed input (`decode`, from an exchange that frames requests) is a
 //! whole stream of its own: see the `framed` module.
@@ -42,7 +44,8 @@
 //! Deliberate departures from qemu-ga, each where its bytes would break the
 //! one-object-per-line rule or cannot be carried: an infinite number (`1e999`)
 //! is echoed as `1e999`, not `inf`; in `arguments` it reaches the command as
-//! the largest finite double.
+//! the largest finite double. And one against a flood: request text over 64
+//! characters is quoted shortened, where qemu-ga quotes it whole.
 //!
 //! What it is not:
 //! - It does not decide policy: unknown, denied and gated commands come back
@@ -59,6 +62,7 @@ use nova_agent_plugin_api::{
 use nova_agent_support::config;
 use serde_json::Value;
 
+mod echo;
 mod encode;
 mod envelope;
 mod framed;
@@ -124,5 +128,7 @@ export_plugin! {
     init: init,
 }
 
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 
+use crate::echo::echoed_bytes;
 use crate::lexer::{Kind, Message, Token};
 use crate::value::{mod_utf8_codepoint, valid_codepoint, QValue};
 
@@ -174,7 +175,7 @@ impl<'a> Parser<'a> {
             b"null" => Some(QValue::Null),
             word => {
                 let mut message = b"invalid keyword '".to_vec();
-                message.extend_from_slice(word);
+                message.extend_from_slice(&echoed_bytes(word));
                 message.push(b'\'');
                 self.error(message);
                 None

@@ -1,25 +1,36 @@
-//! One client connection: reading its next request line, writing an answer.
+//! One client connection: reading its next request line, queueing and
+//! sending its answers.
 //!
 //! A connection is in one of three states, and epoll's EPOLLONESHOT makes
 //! sure one thread at most acts on it at a time:
 //!
-//! - armed: registered for readability, nobody touches it;
-//! - being read: the one worker that took its event reads what the socket
-//!   holds (`read_request`) and either hands out a request or re-arms it;
+//! - armed: registered for readability (and writability while an answer is
+//!   queued or a line is buffered, see `server`), nobody touches it;
+//! - in a turn: the one worker that took its event sends what is queued,
+//!   then reads what the socket holds (`turn`), and either hands out a
+//!   request or re-arms it;
 //! - busy: a request was handed out; the descriptor stays disarmed, so the
-//!   connection's next lines stay unread, until `respond` writes the answer
-//!   and tells the server how to re-arm it (or to close it).
+//!   connection's next lines stay unread, until `respond` has queued the
+//!   answer and tells the server how to re-arm it (or to close it).
 //!
-//! Shutdown adds a flag, `closing`, set by `stop`: no line is read any more,
-//! and a busy connection is closed once its answer is out instead of being
-//! re-armed, so that the answer survives a shutdown (see `server`).
+//! An answer never blocks a worker: `respond` sends what the socket takes
+//! at once and queues the rest, which later turns send as the client reads.
+//! A client that sends a new request while more than `MAX_QUEUED` bytes of
+//! its answers are still unsent is closed, that request not taken. The idle clock (`active`) restarts
+//! whenever bytes move either way and when a request is answered.
 //!
-//! The state mutex is therefore uncontended but for a stray duplicate answer
-//! or a shutdown; it exists so that those are safe too. It is held for
-//! non-blocking work only, never while an answer is written, so that shutdown
-//! never waits for a client that reads slowly.
+//! Shutdown adds a flag, `closing`, set by `stop` (or by `expire` and
+//! `retire_if_idle` for an idle connection): no line is read any more and
+//! no turn touches the connection; an answer still owed or queued is then
+//! sent by `respond` or `drain`, blocking at most `WRITE_TIMEOUT`, so that it
+//! survives a shutdown (see `server`).
+//!
+//! The state mutex is held for non-blocking work only, never while an answer
+//! is sent blocking, so that shutdown never waits for a client that reads
+//! slowly.
 
 use std::io::{self, IoSlice, Read};
+use std::mem;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -27,20 +38,25 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::sys::epoll::EpollFlags;
 use nix::sys::socket::{sendmsg, MsgFlags, UnixAddr};
 use nova_agent_plugin_api::Incoming;
 use nova_agent_support::sync::lock;
 use tracing::debug;
 
 use crate::lines::{Line, LineReader, MAX_LINE};
-use crate::poller;
+use crate::poller::{self, READ_ONCE, READ_OR_WRITE_ONCE, WRITE_ONCE};
 
 /// Why a line longer than `MAX_LINE` is answered with an error.
 pub(crate) const TOO_LONG: &str = "request line is longer than 1048576 bytes";
 /// Bytes one turn may read from a connection before it lets the others go
 /// first (a client streaming a line that never ends must not hold a worker).
 const READ_BUDGET: usize = 256 * 1024;
-/// How long one response write may wait for a client that does not read.
+/// Unsent answer bytes a connection may hold when its next request comes;
+/// more, and it is closed (its client asks and does not read).
+pub(crate) const MAX_QUEUED: usize = 4 << 20;
+/// How long an answer still owed at shutdown may wait for a client that
+/// does not read.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Conn {
@@ -56,35 +72,63 @@ struct State {
     seq: u64,
     /// The sequence number of the request handed out and not yet answered.
     pending: Option<u64>,
-    /// The answer to `pending` is being written (without the lock held).
-    writing: bool,
-    /// Shut down: read no more lines; close once `pending` is answered.
+    /// Shut down (or retired as idle): read no more lines, leave the sending
+    /// of what is owed to `respond` or `drain`.
     closing: bool,
+    /// Answer bytes not sent yet: `out[sent..]`.
+    out: Vec<u8>,
+    sent: usize,
+    /// When bytes last moved, a request was last answered, or it opened.
+    active: Instant,
 }
 
-/// What a turn of reading found.
+/// What a turn found.
 pub(crate) enum Turn {
     Request(Incoming),
-    /// A request is handed out already (never happens: the descriptor is
-    /// disarmed meanwhile); leave the connection alone.
-    Busy,
-    /// No complete line: re-arm for readability.
-    Wait,
-    /// The client is done, or the socket failed: close the connection.
+    /// Not this turn's: a request is handed out (never happens, the
+    /// descriptor is disarmed meanwhile), or shutdown took it over.
+    Leave,
+    /// No complete line: re-arm for these events.
+    Wait(EpollFlags),
+    /// The client is done and has every answer, or the socket failed:
+    /// close the connection.
     Done,
+    /// A new request came while more than `MAX_QUEUED` bytes of answers are
+    /// unsent: close the connection, the request not taken.
+    Overflow,
 }
 
-/// What to do with the connection once an answer is out.
+/// What to do with the connection once an answer is queued.
 pub(crate) enum After {
-    /// Re-arm it; `buffered`: a complete line is already read into user space.
-    Rearm { buffered: bool },
-    /// The client sent its end and every line was answered, or the exchange
-    /// is shutting down.
+    /// Re-arm it for these events.
+    Rearm(EpollFlags),
+    /// The client sent its end and has every answer, or the exchange is
+    /// shutting down and the answer went out.
     Close,
-    /// The write failed (timed out: `kind` is `TimedOut`).
+    /// Sending failed (at shutdown, timed out: `kind` is `TimedOut`).
     Failed(io::Error),
     /// The id is not the request this connection waits to answer.
     NotAwaited,
+}
+
+/// What a connection owed when the exchange stopped.
+pub(crate) enum Stopped {
+    /// Nothing: close it now.
+    Nothing,
+    /// The answer to a request handed out: `respond` sends it, then closes.
+    Answer,
+    /// Queued answer bytes: `drain` sends them; close it after.
+    Queued,
+}
+
+/// A connection's idle clock, as `expire` found it.
+pub(crate) enum Idle {
+    /// A request of it is out, or it is shut down: not idle.
+    Busy,
+    /// Idle; closed if nothing moves before this.
+    Until(Instant),
+    /// Idle for the whole timeout: retired, the caller closes it.
+    Expired,
 }
 
 impl Conn {
@@ -96,8 +140,10 @@ impl Conn {
                 reader: LineReader::new(),
                 seq: 0,
                 pending: None,
-                writing: false,
                 closing: false,
+                out: Vec::new(),
+                sent: 0,
+                active: Instant::now(),
             }),
         }
     }
@@ -106,36 +152,48 @@ impl Conn {
         self.stream.as_fd()
     }
 
-    /// Reads until a request line is complete or the socket has nothing more
-    /// for now. Blank lines are skipped; a line over `MAX_LINE` is discarded
-    /// as it arrives and handed out as unreadable. Once stopped, reads
-    /// nothing and says `Done`.
-    pub(crate) fn read_request(&self) -> Turn {
+    /// Sends what is queued, then reads until a request line is complete or
+    /// the socket has nothing more for now. Blank lines are skipped; a line
+    /// over `MAX_LINE` is discarded as it arrives and handed out as
+    /// unreadable.
+    pub(crate) fn turn(&self) -> Turn {
         let mut state = lock(&self.state);
         let state = &mut *state;
-        if state.pending.is_some() {
-            return Turn::Busy;
+        if state.pending.is_some() || state.closing {
+            return Turn::Leave;
         }
-        if state.closing {
+        if let Err(e) = state.flush(self.fd()) {
+            debug!("connection {}: {e}", self.number);
             return Turn::Done;
         }
         let mut src = Budget {
             stream: &self.stream,
             left: READ_BUDGET,
         };
-        let body = loop {
+        let found = loop {
             match state.reader.next(&mut src) {
                 Ok(Line::Data(line)) if line.iter().all(u8::is_ascii_whitespace) => {}
-                Ok(Line::Data(line)) => break Some(line.to_vec()),
-                Ok(Line::TooLong) => break None,
-                Ok(Line::Pending) => return Turn::Wait,
-                Ok(Line::Eof) => return Turn::Done,
-                Err(e) => {
-                    debug!("connection {}: {e}", self.number);
-                    return Turn::Done;
-                }
+                Ok(Line::Data(line)) => break Ok(Some(line.to_vec())),
+                Ok(Line::TooLong) => break Ok(None),
+                Ok(Line::Pending | Line::Eof) => break Err(None),
+                Err(e) => break Err(Some(e)),
             }
         };
+        if src.left < READ_BUDGET {
+            state.active = Instant::now();
+        }
+        let body = match found {
+            Ok(body) => body,
+            Err(Some(e)) => {
+                debug!("connection {}: {e}", self.number);
+                return Turn::Done;
+            }
+            Err(None) => return state.interest().map_or(Turn::Done, Turn::Wait),
+        };
+        if state.queued() > MAX_QUEUED {
+            state.closing = true;
+            return Turn::Overflow;
+        }
         state.seq += 1;
         state.pending = Some(state.seq);
         let id = format!("{}/{}", self.number, state.seq);
@@ -148,47 +206,101 @@ impl Conn {
         })
     }
 
-    /// Writes the answer to request `seq` and its newline, if that is the
-    /// request this connection awaits; waits at most `WRITE_TIMEOUT` for a
-    /// client that does not read. An empty answer sends nothing (not even the
-    /// newline) and lets the connection go on to its next line. The request
-    /// stays pending until the write is over, so that a shutdown meanwhile
-    /// leaves the connection open.
+    /// Queues the answer to request `seq` and its newline, if that is the
+    /// request this connection awaits, and sends what the socket takes at
+    /// once. An empty answer sends nothing (not even the newline) and lets
+    /// the connection go on to its next line. Once shut down, sends it all
+    /// before returning, waiting at most `WRITE_TIMEOUT` for the client.
     pub(crate) fn respond(&self, seq: u64, response: &[u8]) -> After {
-        {
-            let mut state = lock(&self.state);
-            if state.pending != Some(seq) || state.writing {
-                return After::NotAwaited;
-            }
-            state.writing = true;
-        }
-        // Unlocked: nobody else touches the socket meanwhile (the descriptor
-        // is disarmed, and a second answer finds `writing`).
-        let result = match response {
-            [] => Ok(()),
-            _ => send_line(self.fd(), response, WRITE_TIMEOUT),
-        };
         let mut state = lock(&self.state);
-        state.writing = false;
+        if state.pending != Some(seq) {
+            return After::NotAwaited;
+        }
         state.pending = None;
-        match result {
-            Err(e) => After::Failed(e),
-            Ok(()) if state.closing || state.reader.finished() => After::Close,
-            Ok(()) => After::Rearm {
-                buffered: state.reader.ready(),
-            },
+        state.active = Instant::now();
+        if state.closing {
+            // Nobody waits on this socket any more: send it here, unlocked
+            // (a turn leaves a closing connection alone).
+            let mut out = state.take_out();
+            if !response.is_empty() {
+                out.extend_from_slice(response);
+                out.push(b'\n');
+            }
+            drop(state);
+            return match send_all(self.fd(), &out, WRITE_TIMEOUT) {
+                Ok(()) => After::Close,
+                Err(e) => After::Failed(e),
+            };
+        }
+        if let Err(e) = state.flush(self.fd()) {
+            return After::Failed(e);
+        }
+        if !response.is_empty() {
+            let parts: [&[u8]; 2] = [response, b"\n"];
+            let sent = if state.queued() == 0 {
+                match send_now(self.fd(), &parts) {
+                    Ok(sent) => sent,
+                    Err(e) => return After::Failed(e),
+                }
+            } else {
+                0
+            };
+            state.queue(&parts, sent);
+        }
+        state.interest().map_or(After::Close, After::Rearm)
+    }
+
+    /// Shutdown: reads no more lines from now on, and says what is still
+    /// owed to the client.
+    pub(crate) fn stop(&self) -> Stopped {
+        let mut state = lock(&self.state);
+        state.closing = true;
+        if state.pending.is_some() {
+            Stopped::Answer
+        } else if state.queued() > 0 {
+            Stopped::Queued
+        } else {
+            Stopped::Nothing
         }
     }
 
-    /// Shutdown: reads no more lines from now on. `true` when a request was
-    /// handed out and is not answered yet: the connection must stay open for
-    /// its answer, after which `respond` says `Close`. `false` when none is:
-    /// the caller closes it (a worker still finishing a turn of reading it
-    /// finds it closed, or reads `Done`).
-    pub(crate) fn stop(&self) -> bool {
+    /// After `stop` said `Queued`: sends what is queued, waiting at most
+    /// `WRITE_TIMEOUT` for a client that does not read.
+    pub(crate) fn drain(&self) -> io::Result<()> {
+        let out = lock(&self.state).take_out();
+        send_all(self.fd(), &out, WRITE_TIMEOUT)
+    }
+
+    /// Retires the connection (as `stop` does) if it has been idle for
+    /// `timeout` at `now`.
+    pub(crate) fn expire(&self, now: Instant, timeout: Duration) -> Idle {
         let mut state = lock(&self.state);
+        if state.pending.is_some() || state.closing {
+            return Idle::Busy;
+        }
+        let until = state.active + timeout;
+        if until > now {
+            return Idle::Until(until);
+        }
         state.closing = true;
-        state.pending.is_some()
+        Idle::Expired
+    }
+
+    /// Since when the connection is idle; `None` if it is not.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        let state = lock(&self.state);
+        (state.pending.is_none() && !state.closing).then_some(state.active)
+    }
+
+    /// Retires the connection if it is idle; `true` if so, and the caller
+    /// closes it.
+    pub(crate) fn retire_if_idle(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.pending.is_some() || state.closing {
+            return false;
+        }
+        state.closing = true;
+        true
     }
 
     /// Ends the connection for its client at once, whoever is using it: a
@@ -196,6 +308,64 @@ impl Conn {
     /// descriptor itself closes when the last reference goes.
     pub(crate) fn shut(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl State {
+    fn queued(&self) -> usize {
+        self.out.len() - self.sent
+    }
+
+    /// What to wait for next; `None`: the client is done and has every
+    /// answer, close the connection.
+    fn interest(&self) -> Option<EpollFlags> {
+        let queued = self.queued() > 0;
+        if self.reader.finished() {
+            // Waiting for readability would fire at once, for the end.
+            queued.then_some(WRITE_ONCE)
+        } else if queued || self.reader.ready() {
+            Some(READ_OR_WRITE_ONCE)
+        } else {
+            Some(READ_ONCE)
+        }
+    }
+
+    /// Sends what the socket takes of the queue, without waiting.
+    fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        if self.queued() == 0 {
+            return Ok(());
+        }
+        let n = send_now(fd, &[&self.out[self.sent..]])?;
+        if n > 0 {
+            self.active = Instant::now();
+        }
+        self.sent += n;
+        if self.sent == self.out.len() {
+            // Freed: a large answer's buffer is not kept for the next.
+            self.take_out();
+        }
+        Ok(())
+    }
+
+    /// Appends `parts`, less their first `skip` bytes (sent already).
+    fn queue(&mut self, parts: &[&[u8]], mut skip: usize) {
+        if skip > 0 {
+            self.active = Instant::now();
+        }
+        self.out.drain(..self.sent);
+        self.sent = 0;
+        for part in parts {
+            let taken = skip.min(part.len());
+            self.out.extend_from_slice(&part[taken..]);
+            skip -= taken;
+        }
+    }
+
+    /// The unsent bytes, leaving the queue empty.
+    fn take_out(&mut self) -> Vec<u8> {
+        let mut out = mem::take(&mut self.out);
+        out.drain(..mem::take(&mut self.sent));
+        out
     }
 }
 
@@ -216,35 +386,46 @@ impl Read for Budget<'_> {
     }
 }
 
-/// Writes `body` and a newline with one `sendmsg` (more only if the kernel
-/// takes part of it), without SIGPIPE. The socket is non-blocking: when it is
-/// full, waits for room, at most `timeout` in all (then `TimedOut`).
-fn send_line(fd: BorrowedFd<'_>, body: &[u8], timeout: Duration) -> io::Result<()> {
-    const NEWLINE: &[u8] = b"\n";
+/// Sends what the non-blocking socket takes of `parts`, in order, with
+/// `sendmsg` and without SIGPIPE; returns how many bytes went.
+fn send_now(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Result<usize> {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
     let mut sent = 0;
-    let mut deadline = None;
-    while sent <= body.len() {
-        let rest = &body[sent..];
-        let both = [IoSlice::new(rest), IoSlice::new(NEWLINE)];
-        let parts = if rest.is_empty() {
-            &both[1..]
-        } else {
-            &both[..]
-        };
-        match sendmsg::<UnixAddr>(fd.as_raw_fd(), parts, &[], MsgFlags::MSG_NOSIGNAL, None) {
+    while sent < total {
+        let mut skip = sent;
+        let slices: Vec<IoSlice<'_>> = parts
+            .iter()
+            .filter_map(|part| {
+                let taken = skip.min(part.len());
+                skip -= taken;
+                (taken < part.len()).then(|| IoSlice::new(&part[taken..]))
+            })
+            .collect();
+        match sendmsg::<UnixAddr>(fd.as_raw_fd(), &slices, &[], MsgFlags::MSG_NOSIGNAL, None) {
             Ok(n) => sent += n,
             Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => {
-                let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() || !poller::wait_writable(fd, left)? {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-            }
+            Err(Errno::EAGAIN) => break,
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(sent)
+}
+
+/// Sends all of `bytes`, waiting for room when the socket is full, at most
+/// `timeout` in all (then `TimedOut`).
+fn send_all(fd: BorrowedFd<'_>, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut sent = 0;
+    loop {
+        sent += send_now(fd, &[&bytes[sent..]])?;
+        if sent == bytes.len() {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !poller::wait_writable(fd, left)? {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -261,11 +442,16 @@ mod tests {
     }
 
     #[test]
-    fn a_large_answer_waits_for_room_and_a_stuck_client_times_out() {
+    fn send_now_takes_what_fits_and_send_all_waits_for_room_or_times_out() {
         let (client, server) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();
-        // Several times the socket's buffer, read by the client meanwhile.
-        let body = vec![b'x'; 4 << 20];
+        // Several times the socket's buffer, in two parts: only some fits.
+        let mut body = vec![b'x'; 4 << 20];
+        *body.last_mut().unwrap() = b'\n';
+        let (text, newline) = body.split_at(body.len() - 1);
+        let fits = send_now(server.as_fd(), &[text, newline]).unwrap();
+        assert!(fits > 0 && fits < body.len());
+        // The rest, read by the client meanwhile.
         let reading = std::thread::spawn(move || {
             let mut line = Vec::new();
             BufReader::new(&client)
@@ -273,14 +459,13 @@ mod tests {
                 .unwrap();
             (line, client)
         });
-        send_line(server.as_fd(), &body, Duration::from_secs(10)).unwrap();
+        send_all(server.as_fd(), &body[fits..], Duration::from_secs(10)).unwrap();
         let (line, client) = reading.join().unwrap();
-        assert_eq!(line.len(), body.len() + 1);
-        assert!(line.ends_with(b"x\n"));
+        assert_eq!(line, body);
 
         // Now the client reads nothing.
         let started = Instant::now();
-        let e = send_line(server.as_fd(), &body, Duration::from_millis(100)).unwrap_err();
+        let e = send_all(server.as_fd(), &body, Duration::from_millis(100)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= Duration::from_millis(100));
         drop(client);

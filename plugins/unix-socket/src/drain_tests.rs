@@ -129,21 +129,15 @@ fn a_new_server_serves_the_path_while_the_old_one_drains() {
 }
 
 #[test]
-fn shutdown_during_a_long_answer_neither_waits_for_it_nor_cuts_it() {
+fn shutdown_during_long_answers_neither_waits_for_them_nor_cuts_them() {
+    const BIG: usize = 4 << 20;
     let (_dir, path, exchange) = start_exchange();
-    let (mut client, request) = send_and_take(&exchange, &path, b"big\n");
+    let (mut queued, first) = send_and_take(&exchange, &path, b"big\n");
+    let (mut owed, second) = send_and_take(&exchange, &path, b"big too\n");
 
     // Several times the socket's buffer, and the client reads nothing yet:
-    // the answer is stuck half written.
-    let answering = {
-        let (exchange, id) = (Arc::clone(&exchange), request.id.clone());
-        thread::spawn(move || exchange.respond(&id, &vec![b'x'; 4 << 20]).unwrap())
-    };
-    thread::sleep(Duration::from_millis(200));
-    assert!(
-        !answering.is_finished(),
-        "the answer fit the socket's buffer"
-    );
+    // answered before shutdown, the answer is queued, half sent.
+    exchange.respond(&first.id, &vec![b'x'; BIG]).unwrap();
 
     let started = Instant::now();
     exchange.shutdown();
@@ -154,13 +148,27 @@ fn shutdown_during_a_long_answer_neither_waits_for_it_nor_cuts_it() {
     );
     assert!(!path.exists(), "socket file left behind");
 
-    let mut line = Vec::new();
-    client.reader.read_until(b'\n', &mut line).unwrap();
-    assert_eq!(line.len(), (4 << 20) + 1, "the answer was cut");
-    assert!(line[..4 << 20].iter().all(|&b| b == b'x'));
-    assert_eq!(line.last(), Some(&b'\n'));
-    client.assert_closed();
+    // Answered after shutdown, the other is sent whole before `respond`
+    // returns; a worker's last `next` sends the queued one.
+    let answering = {
+        let (exchange, id) = (Arc::clone(&exchange), second.id.clone());
+        thread::spawn(move || exchange.respond(&id, &vec![b'y'; BIG]).unwrap())
+    };
+    let worker = {
+        let exchange = Arc::clone(&exchange);
+        thread::spawn(move || exchange.next().unwrap().is_none())
+    };
+
+    for (client, byte) in [(&mut queued, b'x'), (&mut owed, b'y')] {
+        let mut line = Vec::new();
+        client.reader.read_until(b'\n', &mut line).unwrap();
+        assert_eq!(line.len(), BIG + 1, "the answer was cut");
+        assert!(line[..BIG].iter().all(|&b| b == byte));
+        assert_eq!(line.last(), Some(&b'\n'));
+        client.assert_closed();
+    }
     answering.join().unwrap();
+    assert!(worker.join().unwrap(), "next after shutdown is not None");
 }
 
 #[test]

@@ -19,29 +19,36 @@
 //! wait on the sockets themselves (one epoll instance), so the thread that
 //! reads a request is the one that processes and answers it. Each line is
 //! one [`Incoming`] (a line over 1 MiB is handed out as unreadable), and
-//! `respond` writes its answer and a newline; an empty answer sends nothing.
+//! `respond` queues its answer and a newline, sending what the socket takes
+//! at once (it never waits for a client); an empty answer sends nothing. A
+//! connection idle for `idle_timeout` is closed, and so is the one idle the
+//! longest when a new client finds all 64 slots taken.
 //!
 //! It holds no `unsafe` code: the system calls go through nix's safe
 //! wrappers (epoll, eventfd, poll, the socket calls) and std.
 //!
 //! Layout: this file holds the config and the [`Exchange`] object; `server`
-//! the epoll loop that `next` runs (accepting, reading, re-arming) and
-//! `respond`/`shutdown`; `conn` one connection's state, reading a request
-//! and writing an answer; `poller` the epoll, eventfd and poll(2) calls;
+//! the epoll loop that `next` runs (accepting, reading, re-arming, closing
+//! idle connections) and `respond`/`shutdown`; `conn` one connection's state,
+//! reading a request and queueing and sending answers; `poller` the epoll,
+//! eventfd, timerfd and poll(2) calls;
 //! `lines` the bounded, resumable line splitter (the socket file itself is
 //! made by `nova_agent_support::socket`); `metadata` the metadata directory; `tests`
 //! the end-to-end tests of the exchange, `drain_tests` those of its shutdown
-//! with requests in flight.
+//! with requests in flight, `limit_tests` those of idle connections and
+//! clients that do not read.
 //!
 //! ```toml
 //! [plugins.unix-socket]
 //! path = "/run/nova-agent/agent.sock"            # the default
 //! metadata_dir = "/var/lib/nova-agent/metadata"  # optional
+//! idle_timeout = 60                              # seconds; the default
 //! ```
 
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nova_agent_plugin_api::{export_plugin, Exchange, Host, Incoming, PluginError, Provides};
 use nova_agent_support::config;
@@ -57,10 +64,15 @@ mod server;
 #[cfg(test)]
 mod drain_tests;
 #[cfg(test)]
+mod limit_tests;
+#[cfg(test)]
 mod tests;
 
 /// The socket's path when the config names none.
 pub const DEFAULT_PATH: &str = "/run/nova-agent/agent.sock";
+
+/// How long a connection may sit idle when the config does not say.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The plugin's name, as its config table is named.
 const PLUGIN: &str = "unix-socket";
@@ -73,6 +85,8 @@ pub(crate) struct Config {
     /// Metadata as files: the key `vm-data/hostname` is the file
     /// `<metadata_dir>/vm-data/hostname`.
     pub(crate) metadata_dir: Option<PathBuf>,
+    /// A connection on which nothing moved this long is closed.
+    pub(crate) idle_timeout: Duration,
 }
 
 /// The table as written, before the checks serde cannot express.
@@ -83,10 +97,17 @@ struct RawConfig {
     path: String,
     #[serde(default)]
     metadata_dir: Option<String>,
+    /// Seconds.
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout: u64,
 }
 
 fn default_path() -> String {
     DEFAULT_PATH.to_owned()
+}
+
+fn default_idle_timeout() -> u64 {
+    DEFAULT_IDLE_TIMEOUT.as_secs()
 }
 
 impl Config {
@@ -117,7 +138,14 @@ impl Config {
         if let Some(dir) = &metadata_dir {
             check_absolute(dir, "metadata_dir")?;
         }
-        Ok(Config { path, metadata_dir })
+        if raw.idle_timeout == 0 {
+            return Err(key_error("idle_timeout", "must be at least 1 (seconds)"));
+        }
+        Ok(Config {
+            path,
+            metadata_dir,
+            idle_timeout: Duration::from_secs(raw.idle_timeout),
+        })
     }
 }
 
@@ -137,8 +165,9 @@ fn key_error(key: &str, problem: &str) -> PluginError {
 /// The exchange `unix-socket`.
 ///
 /// `start` opens the socket; each `next` then serves the sockets until one
-/// yields a complete line, and `respond` writes the answer straight to its
-/// connection and lets that connection be read again. `shutdown` frees the
+/// yields a complete line, and `respond` queues the answer on its connection
+/// (sending what the socket takes at once) and lets that connection be read
+/// again. `shutdown` frees the
 /// path at once but still lets `respond` deliver the answers to requests
 /// already handed out, so that a hot swap loses no answer.
 pub struct UnixSocketExchange {
@@ -150,7 +179,7 @@ impl UnixSocketExchange {
     /// Builds the exchange; opens nothing until `start`.
     pub(crate) fn new(config: Config) -> Self {
         UnixSocketExchange {
-            server: server::Server::new(config.path),
+            server: server::Server::new(config.path, config.idle_timeout),
             metadata: metadata::Metadata::new(config.metadata_dir),
         }
     }
@@ -213,21 +242,41 @@ mod config_tests {
         let config = Config::parse(json!({})).unwrap();
         assert_eq!(config.path, PathBuf::from("/run/nova-agent/agent.sock"));
         assert_eq!(config.metadata_dir, None);
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
     }
 
     #[test]
-    fn both_keys() {
-        let config =
-            Config::parse(json!({"path": "/tmp/x/a.sock", "metadata_dir": "/var/lib/m"})).unwrap();
+    fn every_key() {
+        let config = Config::parse(json!({
+            "path": "/tmp/x/a.sock",
+            "metadata_dir": "/var/lib/m",
+            "idle_timeout": 5,
+        }))
+        .unwrap();
         assert_eq!(config.path, PathBuf::from("/tmp/x/a.sock"));
         assert_eq!(config.metadata_dir, Some(PathBuf::from("/var/lib/m")));
+        assert_eq!(config.idle_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_zero_or_negative_idle_timeout_is_refused() {
+        assert_eq!(
+            error(json!({"idle_timeout": 0})),
+            "[plugins.unix-socket] idle_timeout: must be at least 1 (seconds)"
+        );
+        let message = error(json!({"idle_timeout": -1}));
+        assert!(
+            message.starts_with("[plugins.unix-socket] idle_timeout: invalid value"),
+            "{message}"
+        );
     }
 
     #[test]
     fn unknown_key_is_named() {
         assert_eq!(
             error(json!({"pth": "/run/a.sock"})),
-            "[plugins.unix-socket] pth: unknown field `pth`, expected `path` or `metadata_dir`"
+            "[plugins.unix-socket] pth: unknown field `pth`, expected one of `path`, \
+             `metadata_dir`, `idle_timeout`"
         );
     }
 

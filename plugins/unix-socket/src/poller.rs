@@ -1,6 +1,7 @@
 //! What the server waits with, over nix's safe wrappers: one epoll instance
-//! with a level-triggered eventfd to wake every waiter at shutdown, and
-//! `poll(2)` on a single descriptor for a response that does not fit the
+//! with a level-triggered eventfd to wake every waiter at shutdown and a
+//! one-shot timerfd for closing idle connections, and `poll(2)` on a single
+//! descriptor for an answer still owed at shutdown that does not fit the
 //! socket's buffer at once.
 //!
 //! nix's epoll rather than mio: every worker waits on the one instance at
@@ -20,20 +21,29 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 /// Readable, reported once and then disabled until re-armed with `modify`.
 pub(crate) const READ_ONCE: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLONESHOT);
 /// Readable or writable, once: on a connected socket whose client keeps
 /// reading, writable is true at once, so this fires immediately.
 pub(crate) const READ_OR_WRITE_ONCE: EpollFlags = READ_ONCE.union(EpollFlags::EPOLLOUT);
+/// Writable, once: for a connection that only has an answer left to send.
+pub(crate) const WRITE_ONCE: EpollFlags = EpollFlags::EPOLLOUT.union(EpollFlags::EPOLLONESHOT);
 
 /// The token of the eventfd's event; callers' tokens must differ from it.
 pub(crate) const WAKE: u64 = u64::MAX;
+/// The token of the timer's event; callers' tokens must differ from it.
+pub(crate) const TIMER: u64 = WAKE - 1;
 
-/// An epoll instance with its wake-up eventfd registered.
+/// An epoll instance with its wake-up eventfd and its timer registered.
 pub(crate) struct Poller {
     epoll: Epoll,
     wake: EventFd,
+    /// One-shot in both senses: set for one expiry, and registered with
+    /// EPOLLONESHOT so that one waiter takes it; `rearm_timer` after.
+    timer: TimerFd,
 }
 
 impl Poller {
@@ -43,7 +53,26 @@ impl Poller {
         // Level-triggered: once signalled it stays readable, and every
         // epoll_wait, now or later, returns it.
         epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-        Ok(Poller { epoll, wake })
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
+        )?;
+        epoll.add(&timer, EpollEvent::new(READ_ONCE, TIMER))?;
+        Ok(Poller { epoll, wake, timer })
+    }
+
+    /// Makes the timer fire once, `after` from now (replacing what it was
+    /// set to). Setting it also clears an expiry not yet waited for.
+    pub(crate) fn set_timer(&self, after: Duration) -> io::Result<()> {
+        // A zero expiry would disarm it instead.
+        let after = after.max(Duration::from_nanos(1));
+        let expiration = Expiration::OneShot(TimeSpec::from_duration(after));
+        Ok(self.timer.set(expiration, TimerSetTimeFlags::empty())?)
+    }
+
+    /// Lets the timer's event, once taken, be reported again.
+    pub(crate) fn rearm_timer(&self) -> io::Result<()> {
+        self.modify(&self.timer, TIMER, READ_ONCE)
     }
 
     /// Registers `fd`, whose events will carry `token`.
@@ -121,6 +150,19 @@ mod tests {
         }
         poller.delete(&server).unwrap();
         assert!(poller.delete(&server).is_err());
+    }
+
+    #[test]
+    fn the_timer_fires_once_per_setting_and_re_arming() {
+        let poller = Poller::new().unwrap();
+        poller.set_timer(Duration::from_millis(1)).unwrap();
+        assert_eq!(poller.wait().unwrap(), Some(TIMER));
+        // Set again while its event is disarmed: reported once re-armed.
+        poller.set_timer(Duration::ZERO).unwrap();
+        poller.rearm_timer().unwrap();
+        assert_eq!(poller.wait().unwrap(), Some(TIMER));
+        poller.wake_all();
+        assert_eq!(poller.wait().unwrap(), Some(WAKE));
     }
 
     #[test]

@@ -17,8 +17,8 @@ use nova_agent_plugin_api::{Exchange, Incoming, Input};
 
 use crate::conn::TOO_LONG;
 use crate::lines::MAX_LINE;
-use crate::server::MAX_CONNECTIONS;
-use crate::{Config, UnixSocketExchange};
+use crate::server::{parse_id, Server};
+use crate::{Config, UnixSocketExchange, DEFAULT_IDLE_TIMEOUT};
 
 /// A client read that takes longer than this fails the test instead of hanging.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,9 +28,14 @@ pub(crate) fn socket_path(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 pub(crate) fn exchange(path: &Path) -> Arc<UnixSocketExchange> {
+    exchange_with(path, DEFAULT_IDLE_TIMEOUT)
+}
+
+pub(crate) fn exchange_with(path: &Path, idle_timeout: Duration) -> Arc<UnixSocketExchange> {
     Arc::new(UnixSocketExchange::new(Config {
         path: path.to_path_buf(),
         metadata_dir: None,
+        idle_timeout,
     }))
 }
 
@@ -116,6 +121,24 @@ pub(crate) fn send_and_take(
     let mut client = Client::connect(path);
     client.send(bytes);
     (client, exchange.next().unwrap().unwrap())
+}
+
+#[test]
+fn ids_parse() {
+    assert_eq!(parse_id("3/17"), Some((3, 17)));
+    assert_eq!(parse_id("3"), None);
+    assert_eq!(parse_id("a/1"), None);
+    assert_eq!(parse_id("1/2/3"), None);
+}
+
+#[test]
+fn next_before_start_is_an_error_and_after_shutdown_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::new(dir.path().join("a.sock"), DEFAULT_IDLE_TIMEOUT);
+    assert!(server.next().is_err());
+    server.shutdown();
+    assert_eq!(server.next().map(|r| r.is_none()), Ok(true));
+    assert!(server.start().is_err());
 }
 
 #[test]
@@ -473,44 +496,6 @@ fn unknown_ids_and_departed_clients_are_not_errors() {
 }
 
 #[test]
-fn connections_beyond_the_limit_are_closed() {
-    let (_dir, path, exchange) = start_exchange();
-    let server = serve(&exchange);
-
-    let mut clients: Vec<Client> = (0..MAX_CONNECTIONS)
-        .map(|i| {
-            let mut client = Client::connect(&path);
-            client.send(format!("{i:03}\n").as_bytes());
-            client
-        })
-        .collect();
-    // Every one answered: every one has its thread.
-    for (i, client) in clients.iter_mut().enumerate() {
-        assert_eq!(client.recv(), reversed(&format!("{i:03}")));
-    }
-    let mut extra = Client::connect(&path);
-    extra.assert_closed();
-
-    // Once one leaves, a newcomer is served again.
-    drop(clients.pop());
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let mut client = Client::connect(&path);
-        let _ = client.writer.write_all(b"again\n");
-        let mut line = String::new();
-        if matches!(client.reader.read_line(&mut line), Ok(n) if n > 0) {
-            assert_eq!(line, "niaga\n");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no connection slot came free");
-        thread::sleep(Duration::from_millis(10));
-    }
-
-    exchange.shutdown();
-    assert_eq!(server.join().unwrap(), MAX_CONNECTIONS + 1);
-}
-
-#[test]
 fn metadata_comes_from_the_configured_directory() {
     let dir = tempfile::tempdir().unwrap();
     let metadata_dir = dir.path().join("metadata");
@@ -520,6 +505,7 @@ fn metadata_comes_from_the_configured_directory() {
     let exchange = UnixSocketExchange::new(Config {
         path: socket_path(&dir),
         metadata_dir: Some(metadata_dir),
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
     });
     // No start needed: metadata does not go through the socket.
     assert_eq!(

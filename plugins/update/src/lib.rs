@@ -99,6 +99,8 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 #[cfg(test)]
+mod unpack_prop_tests;
+#[cfg(test)]
 mod unpack_tests;
 
 use config::{Paths, Settings};

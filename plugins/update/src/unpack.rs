@@ -59,6 +59,7 @@ pub fn unpack(archive: &Path, dest: &Path, cap: u64) -> Result<Package, String> 
         if exceeded.get() {
             over_cap()
         } else {
+            let e = one_line(&e.to_string());
             format!("invalid package: it is not a readable gzip'd tar ({e})")
         }
     };
@@ -84,7 +85,7 @@ pub fn unpack(archive: &Path, dest: &Path, cap: u64) -> Result<Package, String> 
             ));
         }
         let name_bytes = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&name_bytes).into_owned();
+        let name = one_line(&String::from_utf8_lossy(&name_bytes));
         let refuse = |why: &str| format!("refusing package member '{name}': {why}");
         let kind = entry.header().entry_type();
         if kind == EntryType::XGlobalHeader {
@@ -227,6 +228,17 @@ fn components(name: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
         }
     }
     Ok(parts)
+}
+
+/// Text from the package (a member's name, the tar reader's error quoting a
+/// header) on one line for the answer and the log: control characters escaped.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// `*.so`, not hidden, valid UTF-8.

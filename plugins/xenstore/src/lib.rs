@@ -66,6 +66,8 @@ mod settings;
 #[cfg(test)]
 mod live_tests;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
 
 /// How long a stop waits for the XenStore thread to finish its writes.

@@ -101,12 +101,21 @@ fn is_below(path: &str, dir: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// The longest path taken: xenstored's limit for a relative path
+/// (XENSTORE_REL_PATH_MAX). It also keeps [`Settings::max_response_len`]
+/// well above zero.
+const PATH_MAX: usize = 2048;
+
 /// A XenStore path as xenstored accepts it: absolute or relative to the
-/// domain's home, components of `A-Za-z0-9-_@`, no empty component.
+/// domain's home, components of `A-Za-z0-9-_@`, no empty component, at most
+/// [`PATH_MAX`] bytes.
 pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
     let relative = path.strip_prefix('/').unwrap_or(path);
     if relative.is_empty() {
         return Err("must name a node");
+    }
+    if path.len() > PATH_MAX {
+        return Err("is longer than 2048 bytes");
     }
     if relative.split('/').any(str::is_empty) {
         return Err("has an empty component");

@@ -50,13 +50,15 @@ impl Channel {
         }
         let activity = Arc::new(Activity::new());
         let streams = Arc::new(Streams::default());
-        let worker = || Worker {
-            channel: name.clone(),
-            exchange: provided.clone(),
-            parser: config.parser.clone(),
-            shared: Arc::clone(shared),
-            activity: Arc::clone(&activity),
-            streams: Arc::clone(&streams),
+        let worker = || {
+            Worker::new(
+                &name,
+                &provided,
+                &config.parser,
+                shared,
+                &activity,
+                &streams,
+            )
         };
 
         let (started_tx, started_rx) = mpsc::channel();

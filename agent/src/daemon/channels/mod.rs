@@ -2,9 +2,12 @@
 //! stopped with a reason, and which of them a new registry makes stale.
 //!
 //! - [`channel`]: one channel's threads;
-//! - [`serve`]: the request loop its workers run.
+//! - [`serve`]: the request loop its workers run;
+//! - [`in_flight`]: the requests the workers are answering, which a stop
+//!   that cannot wait any longer answers itself.
 
 mod channel;
+mod in_flight;
 mod serve;
 
 use std::sync::Arc;

@@ -10,7 +10,9 @@
 //!
 //! A request reads one snapshot of the serving table for its whole life, so
 //! it finishes on the code that took it, whatever a reload publishes
-//! meanwhile.
+//! meanwhile. The worker's slot (see [`in_flight`](super::in_flight)) holds
+//! the request meanwhile, so that a stop that cannot wait for it any longer
+//! answers it instead.
 //!
 //! Architecture invariant: every response is produced by the parser; the
 //! channel never formats one itself.
@@ -26,11 +28,13 @@ use nova_agent_plugin_api::ffi::abi_stable::std_types::{
     self as abi_std, ROption, RResult, RStr, RVec,
 };
 use nova_agent_plugin_api::ffi::{
-    ExchangeBox, FfiDecoded, FfiError, FfiFramed, FfiInput, FfiOutcome, ParserBox, StreamDecoderBox,
+    ExchangeBox, FfiDecoded, FfiError, FfiFramed, FfiIncoming, FfiInput, FfiOutcome, ParserBox,
+    StreamDecoderBox,
 };
 use nova_agent_plugin_api::ErrorKind;
 use nova_agent_support::sync::lock;
 
+use crate::daemon::channels::in_flight::{InFlight, Slot};
 use crate::plugins::dispatch::{agent_outcome, Dispatcher, Policy, RequestContext};
 use crate::plugins::instance::Instance;
 use crate::plugins::registry::{Provided, Table};
@@ -48,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) table: Arc<ArcSwap<Table>>,
     pub(crate) policy: Arc<Policy>,
     pub(crate) stopping: Arc<AtomicBool>,
+    /// The requests the workers are answering.
+    pub(crate) in_flight: InFlight,
 }
 
 /// What the watchdog reads: how many workers are inside a request, and when
@@ -123,9 +129,31 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) streams: Arc<Streams>,
+    slot: Arc<Slot>,
 }
 
 impl Worker {
+    pub(crate) fn new(
+        channel: &str,
+        exchange: &Provided<ExchangeBox>,
+        parser: &str,
+        shared: &Arc<Shared>,
+        activity: &Arc<Activity>,
+        streams: &Arc<Streams>,
+    ) -> Worker {
+        let slot = Arc::new(Slot::new(channel, exchange, parser));
+        shared.in_flight.register(&slot);
+        Worker {
+            channel: channel.to_owned(),
+            exchange: exchange.clone(),
+            parser: parser.to_owned(),
+            shared: Arc::clone(shared),
+            activity: Arc::clone(activity),
+            streams: Arc::clone(streams),
+            slot,
+        }
+    }
+
     /// Serves until the exchange reports it has shut down.
     pub(crate) fn run(&self) {
         let channel = self.channel.as_str();
@@ -156,32 +184,36 @@ impl Worker {
             self.activity.begin();
             // 2.-4. Decode, dispatch, encode, on one snapshot of the table.
             let table = self.shared.table.load_full();
-            let response = catch_unwind(AssertUnwindSafe(|| {
-                self.answer(&table, incoming.input, limit)
-            }))
-            .unwrap_or_else(|_| {
-                tracing::error!(
-                    channel,
-                    "the agent panicked answering a request; answering nothing"
-                );
-                RVec::new()
-            });
-            // 5. The exchange sends it all, once.
-            let sent = exchange.respond(incoming.id.as_rstr(), response.as_rslice());
-            if let RResult::RErr(e) = &sent {
-                tracing::warn!(channel, "could not deliver a response: {e}");
+            let FfiIncoming { id, input } = incoming;
+            self.slot.begin(id, &table);
+            let answered =
+                catch_unwind(AssertUnwindSafe(|| self.answer(&table, input, limit))).is_ok();
+            // 5. The exchange sends it all, once, unless a stop answered it.
+            if let Some((id, mut response)) = self.slot.finish() {
+                if !answered {
+                    tracing::error!(
+                        channel,
+                        "the agent panicked answering a request; answering nothing"
+                    );
+                    response = RVec::new();
+                }
+                let sent = exchange.respond(id.as_rstr(), response.as_rslice());
+                if let RResult::RErr(e) = &sent {
+                    tracing::warn!(channel, "could not deliver a response: {e}");
+                }
+                self.exchange.instance.count(sent.is_ok());
             }
             // Possibly the last reference to a replaced generation: it is
             // retired here, once the answer is out.
             drop(table);
             self.activity.end();
-            self.exchange.instance.count(sent.is_ok());
         }
         tracing::debug!(channel, "worker stopped");
     }
 
-    /// Steps 2 to 4 for one input: every byte it produces, in order.
-    fn answer(&self, table: &Table, input: FfiInput, limit: Option<u64>) -> RVec<u8> {
+    /// Steps 2 to 4 for one input: every byte it produces goes, in order,
+    /// into the worker's slot.
+    fn answer(&self, table: &Table, input: FfiInput, limit: Option<u64>) {
         let channel = self.channel.as_str();
         let Some(parser) = table.parsers.get(&self.parser) else {
             // A reload stops the channel before it publishes a table without
@@ -191,7 +223,8 @@ impl Worker {
                 "parser '{}' is gone; answering nothing",
                 self.parser
             );
-            return RVec::new();
+            self.slot.decoded(Items::none());
+            return;
         };
         let mut encoder = Encoder {
             channel,
@@ -207,7 +240,13 @@ impl Worker {
                 tracing::error!(channel, "parser '{}' failed to decode: {e}", self.parser);
                 parser.instance.count(false);
                 let failed = agent_outcome(ErrorKind::Failed, PARSER_FAILED);
-                return encoder.fallback(RStr::from_str(""), RStr::from_str(""), &failed);
+                self.slot.decoded(Items::none());
+                self.slot.answered(encoder.fallback(
+                    RStr::from_str(""),
+                    RStr::from_str(""),
+                    &failed,
+                ));
+                return;
             }
         };
         let dispatcher = Dispatcher {
@@ -218,21 +257,18 @@ impl Worker {
                 exchange: &self.exchange.object,
             },
         };
-        let mut response = Response::default();
-        for item in decoded {
-            match item {
-                FfiDecoded::Answer(bytes) => response.push(bytes),
-                FfiDecoded::Call(call) => {
-                    // 3. The dispatcher runs the command.
-                    let outcome = dispatcher.dispatch(&call);
-                    // 4. The parser encodes its outcome.
-                    let (command, context) = (call.command.as_rstr(), call.context.as_rstr());
-                    response.push(encoder.encode(command, context, &outcome));
-                }
-            }
+        // The parser's own answers go into the slot on the way to each call.
+        let mut next = self.slot.decoded(decoded);
+        while let Some(call) = next {
+            // 3. The dispatcher runs the command.
+            let outcome = dispatcher.dispatch(&call);
+            // 4. The parser encodes its outcome.
+            let (command, context) = (call.command.as_rstr(), call.context.as_rstr());
+            next = self
+                .slot
+                .answered(encoder.encode(command, context, &outcome));
         }
         parser.instance.count(encoder.ok);
-        response.0
     }
 
     /// Step 2: framed input through the parser, stream bytes through the
@@ -285,9 +321,15 @@ impl Worker {
     }
 }
 
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shared.in_flight.unregister(&self.slot);
+    }
+}
+
 /// What one input decoded to: a framed request's one item, or a stream
 /// chunk's any number, in order.
-enum Items {
+pub(super) enum Items {
     One(Option<FfiDecoded>),
     Many(abi_std::vec::IntoIter<FfiDecoded>),
 }
@@ -295,6 +337,10 @@ enum Items {
 impl Items {
     fn one(item: FfiDecoded) -> Items {
         Items::One(Some(item))
+    }
+
+    fn none() -> Items {
+        Items::One(None)
     }
 
     fn many(items: RVec<FfiDecoded>) -> Items {
@@ -314,14 +360,14 @@ impl Iterator for Items {
 }
 
 /// Step 4, with the exchange's size limit and the parser's failures.
-struct Encoder<'a> {
-    channel: &'a str,
+pub(super) struct Encoder<'a> {
+    pub(super) channel: &'a str,
     /// The parser's name.
-    name: &'a str,
-    parser: &'a Provided<ParserBox>,
-    limit: Option<u64>,
+    pub(super) name: &'a str,
+    pub(super) parser: &'a Provided<ParserBox>,
+    pub(super) limit: Option<u64>,
     /// No encoding failed.
-    ok: bool,
+    pub(super) ok: bool,
 }
 
 impl Encoder<'_> {
@@ -355,7 +401,12 @@ impl Encoder<'_> {
 
     /// The agent's own outcome for `call`, encoded; nothing if that fails
     /// too.
-    fn fallback(&mut self, command: RStr<'_>, context: RStr<'_>, outcome: &FfiOutcome) -> RVec<u8> {
+    pub(super) fn fallback(
+        &mut self,
+        command: RStr<'_>,
+        context: RStr<'_>,
+        outcome: &FfiOutcome,
+    ) -> RVec<u8> {
         let failing = "could not encode an error either (answering nothing)";
         self.parser_encode(command, context, outcome, failing)
             .unwrap_or_default()
@@ -385,10 +436,10 @@ impl Encoder<'_> {
 /// Every byte one input produced, in order. The usual single piece is kept
 /// as the parser returned it, uncopied.
 #[derive(Default)]
-struct Response(RVec<u8>);
+pub(super) struct Response(pub(super) RVec<u8>);
 
 impl Response {
-    fn push(&mut self, piece: RVec<u8>) {
+    pub(super) fn push(&mut self, piece: RVec<u8>) {
         if self.0.is_empty() {
             self.0 = piece;
         } else {

@@ -100,6 +100,7 @@ impl Plugins {
                 Gates::recorded(&config.state_dir, config.apply),
             )),
             stopping: Default::default(),
+            in_flight: Default::default(),
         });
         let host = AgentHost::new(
             &config.root,

@@ -1,12 +1,18 @@
 //! Opening one plugin file: `dlopen` with `RTLD_NOW | RTLD_LOCAL`, then
 //! abi_stable's header and layout checks, then the manifest.
 //!
-//! Never `RootModule::load_from_file`: it caches one module per type in a
-//! static, so a second plugin would come back as the first. Libraries are
-//! never closed: their code may still be running (hot swap) and abi_stable
-//! hands out `'static` references into them.
+//! The library is opened by `/proc/self/fd/N` of a descriptor the caller
+//! holds (the checked file, or a private copy made from it), so what is
+//! mapped is what was checked, whatever a path leads to by then. Never
+//! `RootModule::load_from_file`: it caches one module per type in a static,
+//! so a second plugin would come back as the first. Libraries are never
+//! closed: their code may still be running (hot swap) and abi_stable hands
+//! out `'static` references into them.
 
-use std::path::Path;
+use std::fs::{self, File};
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 use nova_agent_plugin_api::ffi::abi_stable::library::{
@@ -40,12 +46,24 @@ impl LoadError {
     }
 }
 
-/// Opens `path` and returns its root module and manifest.
-pub(crate) fn open(path: &Path) -> Result<(PluginRootRef, Manifest), LoadError> {
+/// Opens the library `file` holds, and returns its root module, manifest
+/// and the bytes it maps. `name` is the plugin's path, for messages.
+///
+/// A descriptor whose library was mapped stays open for good: glibc knows
+/// the library by the name `/proc/self/fd/N`, and would hand it back for a
+/// later file opened under the same number.
+pub(crate) fn open(file: File, name: &Path) -> Result<(PluginRootRef, Manifest, u64), LoadError> {
+    let by_fd = fd_path(&file);
     // SAFETY: loading a library runs its initialisers; the caller has run the
-    // trust check, which is all the safety there is for native code.
-    let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
-        .map_err(|e| LoadError::new(format!("cannot load: {}", error_chain(&e))))?;
+    // trust check on this descriptor, which is all the safety there is for
+    // native code.
+    let library = unsafe { Library::open(Some(&by_fd), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+        // dlopen's messages name the file it opened: name the plugin's.
+        let reason = error_chain(&e).replace(&*by_fd.to_string_lossy(), &name.to_string_lossy());
+        LoadError::new(format!("cannot load: {reason}"))
+    })?;
+    let mapped = mapped_bytes(&file);
+    let _kept = file.into_raw_fd();
     // Never closed, see the module doc.
     let library: &'static Library = Box::leak(Box::new(library));
 
@@ -75,7 +93,40 @@ pub(crate) fn open(path: &Path) -> Result<(PluginRootRef, Manifest), LoadError> 
             manifest.name
         )));
     }
-    Ok((root, manifest))
+    Ok((root, manifest, mapped))
+}
+
+/// The name by which this process reaches what `file` holds.
+pub(crate) fn fd_path(file: &File) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// Bytes of this process's address space mapped from what `file` holds: the
+/// maps lines with its inode and the name the kernel gives it (the one
+/// `/proc/self/fd/N` reads, `... (deleted)` for an unlinked copy).
+pub(crate) fn mapped_bytes(file: &File) -> u64 {
+    let (Ok(meta), Ok(target)) = (file.metadata(), fs::read_link(fd_path(file))) else {
+        return 0;
+    };
+    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
+        return 0;
+    };
+    let (ino, wanted) = (meta.ino().to_string(), target.to_string_lossy());
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(6, ' ');
+            let range = fields.next()?;
+            let inode = fields.nth(3)?;
+            let name = fields.next()?.trim_start();
+            (inode == ino && name == wanted).then_some(range)
+        })
+        .filter_map(|range| {
+            let (start, end) = range.split_once('-')?;
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            Some(end.saturating_sub(start))
+        })
+        .sum()
 }
 
 /// A name the agent accepts for a plugin or for what it provides: not empty,
@@ -166,15 +217,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_that_is_not_a_library_gets_a_one_line_reason() {
+    fn a_file_that_is_not_a_library_gets_a_one_line_reason_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("libjunk.so");
         std::fs::write(&path, b"this is not an ELF file").unwrap();
-        let Err(e) = open(&path) else {
+        let Err(e) = open(File::open(&path).unwrap(), &path) else {
             panic!("junk loaded")
         };
         assert!(e.reason.starts_with("cannot load: "), "{}", e.reason);
         assert!(!e.reason.contains('\n'), "{}", e.reason);
+        assert!(e.reason.contains(&*path.to_string_lossy()), "{}", e.reason);
+        assert!(!e.reason.contains("/proc/self/fd/"), "{}", e.reason);
+    }
+
+    /// A real shared library whose second copy is harmless in this
+    /// process, so `dlopen` succeeds: the math library.
+    fn some_library() -> Option<PathBuf> {
+        let maps = fs::read_to_string("/proc/self/maps").unwrap();
+        let mapped = maps
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .find(|name| name.contains("/libm.so"))
+            .map(PathBuf::from);
+        let known = [
+            "/lib/x86_64-linux-gnu/libm.so.6",
+            "/lib64/libm.so.6",
+            "/usr/lib/libm.so.6",
+        ];
+        mapped.or_else(|| known.iter().map(PathBuf::from).find(|p| p.exists()))
+    }
+
+    #[test]
+    fn what_is_loaded_is_what_the_descriptor_holds_not_what_the_path_now_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("liba.so");
+        let Some(library) = some_library() else {
+            eprintln!("skipped: no libm.so.6 found");
+            return;
+        };
+        fs::copy(library, &path).unwrap();
+        let checked = File::open(&path).unwrap();
+        let ino = checked.metadata().unwrap().ino();
+        // Another user's file renamed over the name after the check.
+        let hostile = dir.path().join("hostile");
+        fs::write(&hostile, b"not even a library").unwrap();
+        fs::rename(&hostile, &path).unwrap();
+        let Err(e) = open(checked, &path) else {
+            panic!("libm has no root module")
+        };
+        // dlopen mapped the checked library, which exports no root module,
+        // rather than failing on the junk the path names now.
+        assert_eq!(
+            e.reason,
+            "not a nova-agent plugin: it exports no abi_stable root module"
+        );
+        let maps = fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(
+            maps.lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(&*ino.to_string())),
+            "the checked inode {ino} is not mapped"
+        );
+    }
+
+    #[test]
+    fn mapped_bytes_counts_only_what_the_file_holds() {
+        let exe = File::open(std::env::current_exe().unwrap()).unwrap();
+        assert!(mapped_bytes(&exe) > 0);
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("x"), b"x").unwrap();
+        assert_eq!(mapped_bytes(&File::open(dir.path().join("x")).unwrap()), 0);
     }
 
     #[test]

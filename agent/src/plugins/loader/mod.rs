@@ -3,7 +3,9 @@
 //! here calls a plugin's `init`; the pipeline (`plugins::pipeline`) does.
 //!
 //! Architecture invariant: no file is opened with `dlopen` before the trust
-//! check passed (when running as root).
+//! check passed (when running as root), and what is opened is what the
+//! check approved: the descriptor it checked, or a copy made from it, by
+//! `/proc/self/fd/N`, never a path looked up again.
 
 mod load;
 mod scan;
@@ -81,18 +83,21 @@ impl std::fmt::Debug for Opened {
 pub(crate) type OpenFailure = (State, String);
 
 /// Trust check, then a private copy opened (see [`Staging`]); without a
-/// staging directory the file itself is opened, which only a first load may
-/// do.
+/// staging directory the checked file itself is opened, which only a first
+/// load may do.
 pub(crate) fn open_for_serving(
     file: &Path,
     plugin_dirs: &[PathBuf],
     staging: Option<&Staging>,
 ) -> Result<Opened, OpenFailure> {
-    let load_path = if trust::required() {
-        trust::check(file, plugin_dirs).map_err(|reason| (State::Refused, reason))?
-    } else {
-        file.to_path_buf()
-    };
+    let checked = trust::open(file, plugin_dirs).map_err(|reason| {
+        let state = if trust::required() {
+            State::Refused
+        } else {
+            State::Error
+        };
+        (state, reason)
+    })?;
     let failed = |e: load::LoadError| {
         if let Some(detail) = &e.detail {
             tracing::debug!(file = %file.display(), "abi_stable's report:\n{detail}");
@@ -100,12 +105,13 @@ pub(crate) fn open_for_serving(
         (State::Error, e.reason)
     };
     let (root, manifest, id, mapped_bytes) = match staging {
-        Some(staging) => staging.open(&load_path).map_err(failed)?,
+        Some(staging) => staging.open(checked, file).map_err(failed)?,
         None => {
-            let id =
-                FileId::of(&load_path).map_err(|e| (State::Error, format!("cannot stat: {e}")))?;
-            let (root, manifest) = load::open(&load_path).map_err(failed)?;
-            let mapped = stage::mapped_bytes(&load_path);
+            let meta = checked
+                .metadata()
+                .map_err(|e| (State::Error, format!("cannot stat: {e}")))?;
+            let id = FileId::from_metadata(&meta);
+            let (root, manifest, mapped) = load::open(checked, file).map_err(failed)?;
             (root, manifest, id, mapped)
         }
     };

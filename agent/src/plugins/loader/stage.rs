@@ -3,11 +3,14 @@
 //! glibc's `dlopen` hands back the object it already has for a path (or a
 //! device and inode) it has loaded, so opening `/usr/lib/.../libfoo.so` again
 //! after `apt upgrade` replaced it would return the OLD code. Each load
-//! therefore copies the file to a unique name in a private directory under
-//! `state_dir`, opens the copy, and unlinks it: the mapping keeps the inode
-//! alive (so its number cannot be reused while the old code is mapped) and
-//! nothing is left behind. The directory should be disk-backed: superseded
-//! code stays mapped, and on disk the kernel can drop its pages.
+//! therefore copies the checked file, from the descriptor the trust check
+//! approved, into an anonymous file (`O_TMPFILE`) in a private directory
+//! under `state_dir`, and opens that copy by its descriptor: it never has a
+//! name, so nobody can rename another file over it between the copy and the
+//! `dlopen`, and the mapping keeps its inode alive (so its number cannot be
+//! reused while the old code is mapped). The directory should be
+//! disk-backed: superseded code stays mapped, and on disk the kernel can drop
+//! its pages. Where the filesystem has no `O_TMPFILE`, the copy is a memfd.
 //!
 //! Copying also protects the running code from a file rewritten in place
 //! (`cp new.so libfoo.so`), which would otherwise change mapped pages under
@@ -17,7 +20,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use nova_agent_plugin_api::ffi::PluginRootRef;
 use serde::{Deserialize, Serialize};
@@ -39,7 +41,7 @@ impl FileId {
         fs::metadata(path).map(|m| FileId::from_metadata(&m))
     }
 
-    fn from_metadata(meta: &fs::Metadata) -> FileId {
+    pub(crate) fn from_metadata(meta: &fs::Metadata) -> FileId {
         FileId {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -53,7 +55,6 @@ impl FileId {
 #[derive(Debug)]
 pub(crate) struct Staging {
     dir: PathBuf,
-    next: AtomicU64,
 }
 
 impl Staging {
@@ -90,80 +91,62 @@ impl Staging {
                 dir.display()
             );
         }
-        Ok(Staging {
-            dir,
-            next: AtomicU64::new(1),
-        })
+        let staging = Staging { dir };
+        if let Err(e) = staging.unnamed_in_dir() {
+            tracing::warn!(
+                "cannot create unnamed files in {} ({e}): staged plugin copies are kept in memory; \
+                 put state_dir on a filesystem with O_TMPFILE (ext4, xfs, btrfs)",
+                staging.dir.display()
+            );
+        }
+        Ok(staging)
     }
 
-    /// Copies `source` (trusted, symlinks resolved) to a unique name, opens
-    /// the copy and removes its name. Returns the root module, manifest, the
-    /// identity of the copied content, and the bytes the copy maps.
+    /// Copies what `source` holds (the file the trust check approved) to an
+    /// anonymous file and opens that. `name` is the plugin's path, for
+    /// messages. Returns the root module, manifest, the identity of the
+    /// copied content, and the bytes the copy maps.
     pub(crate) fn open(
         &self,
-        source: &Path,
+        mut source: File,
+        name: &Path,
     ) -> Result<(PluginRootRef, Manifest, FileId, u64), LoadError> {
-        let mut input =
-            File::open(source).map_err(|e| LoadError::new(format!("cannot open: {e}")))?;
-        let meta = input
+        let meta = source
             .metadata()
             .map_err(|e| LoadError::new(format!("cannot stat: {e}")))?;
         let id = FileId::from_metadata(&meta);
-        let stem = source
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let copy = self.dir.join(format!(
-            "{stem}.{}.{}.so",
-            std::process::id(),
-            self.next.fetch_add(1, Ordering::Relaxed)
-        ));
-        let copied = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o700)
-            .open(&copy)
-            .and_then(|mut output| io::copy(&mut input, &mut output));
-        if let Err(e) = copied {
-            let _ = fs::remove_file(&copy);
-            return Err(LoadError::new(format!(
-                "cannot copy it to {}: {e}",
-                self.dir.display()
-            )));
-        }
-        let opened = load::open(&copy);
-        let mapped = mapped_bytes(&copy);
-        let _ = fs::remove_file(&copy);
-        // dlopen's messages name the file it opened: name the plugin's.
-        let (root, manifest) = opened.map_err(|mut e| {
-            let (staged, original) = (copy.to_string_lossy(), source.to_string_lossy());
-            e.reason = e.reason.replace(&*staged, &original);
-            e
+        let copied = self
+            .anonymous_file()
+            .and_then(|mut copy| io::copy(&mut source, &mut copy).map(|_| copy));
+        let copy = copied.map_err(|e| {
+            LoadError::new(format!("cannot copy it to {}: {e}", self.dir.display()))
         })?;
+        let (root, manifest, mapped) = load::open(copy, name)?;
         Ok((root, manifest, id, mapped))
     }
-}
 
-/// Bytes of this process's address space mapped from `path`.
-pub(crate) fn mapped_bytes(path: &Path) -> u64 {
-    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
-        return 0;
-    };
-    let wanted = path.to_string_lossy();
-    maps.lines()
-        .filter_map(|line| {
-            let mut fields = line.splitn(6, ' ');
-            let range = fields.next()?;
-            let name = fields.nth(4)?.trim_start();
-            (name == wanted).then_some(range)
-        })
-        .filter_map(|range| {
-            let (start, end) = range.split_once('-')?;
-            let start = u64::from_str_radix(start, 16).ok()?;
-            let end = u64::from_str_radix(end, 16).ok()?;
-            Some(end.saturating_sub(start))
-        })
-        .sum()
+    /// A new file without a name: in the staging directory, else in memory.
+    fn anonymous_file(&self) -> io::Result<File> {
+        match self.unnamed_in_dir() {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+                let fd = nix::sys::memfd::memfd_create(
+                    c"nova-agent-plugin",
+                    nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+                )?;
+                Ok(File::from(fd))
+            }
+            other => other,
+        }
+    }
+
+    fn unnamed_in_dir(&self) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o700)
+            .custom_flags(libc::O_TMPFILE)
+            .open(&self.dir)
+    }
 }
 
 #[cfg(test)]
@@ -202,13 +185,14 @@ mod tests {
         let staging = Staging::prepare(state.path()).unwrap();
         let junk = state.path().join("libjunk.so");
         fs::write(&junk, b"not an ELF file").unwrap();
-        let Err(e) = staging.open(&junk) else {
+        let Err(e) = staging.open(File::open(&junk).unwrap(), &junk) else {
             panic!("junk opened")
         };
         assert!(e.reason.starts_with("cannot load: "), "{}", e.reason);
         // The message names the plugin's file, never the staged copy.
         assert!(e.reason.contains(&*junk.to_string_lossy()), "{}", e.reason);
         assert!(!e.reason.contains("/plugins/"), "{}", e.reason);
+        assert!(!e.reason.contains("/proc/self/fd/"), "{}", e.reason);
         assert_eq!(
             fs::read_dir(state.path().join("plugins")).unwrap().count(),
             0
@@ -216,9 +200,19 @@ mod tests {
     }
 
     #[test]
-    fn mapped_bytes_counts_only_the_named_file() {
-        assert_eq!(mapped_bytes(Path::new("/nonexistent/libx.so")), 0);
-        let exe = std::env::current_exe().unwrap();
-        assert!(mapped_bytes(&exe) > 0);
+    fn the_copy_never_has_a_name_anyone_could_replace() {
+        let state = tempfile::tempdir().unwrap();
+        let staging = Staging::prepare(state.path()).unwrap();
+        let source = state.path().join("liba.so");
+        fs::write(&source, b"the checked content").unwrap();
+        let mut copy = staging.anonymous_file().unwrap();
+        io::copy(&mut File::open(&source).unwrap(), &mut copy).unwrap();
+        assert_eq!(copy.metadata().unwrap().nlink(), 0);
+        assert_eq!(
+            fs::read_dir(state.path().join("plugins")).unwrap().count(),
+            0
+        );
+        let by_fd = fs::read(load::fd_path(&copy)).unwrap();
+        assert_eq!(by_fd, b"the checked content");
     }
 }

@@ -1,90 +1,73 @@
 //! The trust check run before any `dlopen` when the agent runs as root:
 //! loading a file runs its code as root, so only root may have been able to
-//! write it (sshd's StrictModes, applied to plugins).
+//! write it (sshd's StrictModes, applied to plugins, see [`crate::trusted`]).
 //!
-//! - the file, its directory and every ancestor are owned by root and not
-//!   writable by group or others;
-//! - an ancestor (not the plugin directory itself) that is root-owned and
-//!   sticky, like `/tmp`, is accepted;
-//! - a symlink must resolve to a file directly inside one of the plugin
-//!   directories.
+//! - the plugin directory, as written, passes [`trusted::directory`]: every
+//!   directory on the way owned by root and not writable by group or others
+//!   (one passed through may be root-owned and sticky, like `/tmp`), symlinks
+//!   on the way root's and walked in turn;
+//! - a symlinked plugin file must resolve to a file directly inside one of
+//!   the plugin directories;
+//! - the file is opened (`O_NOFOLLOW`) and checked through that descriptor:
+//!   a regular file owned by root and writable by root only. What is loaded
+//!   is what the descriptor holds, never a path looked up again.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-const WRITABLE_BY_OTHERS: u32 = 0o022;
-const STICKY: u32 = 0o1000;
+use crate::trusted;
 
-/// Checks `file`, found in one of `plugin_dirs`, and returns the path to open
-/// (the symlink resolved). The error is a one-line reason.
-pub(crate) fn check(file: &Path, plugin_dirs: &[PathBuf]) -> Result<PathBuf, String> {
+/// Opens `file`, found in one of `plugin_dirs`, for loading; as root, only
+/// once every check passed. The error is a one-line reason.
+pub(crate) fn open(file: &Path, plugin_dirs: &[PathBuf]) -> Result<File, String> {
+    if !required() {
+        return File::open(file).map_err(|e| format!("cannot open: {e}"));
+    }
+    let holder = file.parent().unwrap_or(Path::new("/"));
+    let real_holder = trusted::directory(holder)?;
+    let name = file.file_name().ok_or("not a file name")?;
     let link = std::fs::symlink_metadata(file).map_err(|e| format!("cannot stat: {e}"))?;
-    let resolved =
-        std::fs::canonicalize(file).map_err(|e| format!("cannot resolve the path: {e}"))?;
-    if link.file_type().is_symlink() {
-        let inside = resolved.parent().is_some_and(|parent| {
-            plugin_dirs
-                .iter()
-                .filter_map(|d| std::fs::canonicalize(d).ok())
-                .any(|d| d == parent)
-        });
-        if !inside {
-            return Err(format!(
-                "symlink to {}, outside the plugin directories; plugins must live in a trusted directory",
-                resolved.display()
-            ));
-        }
-    }
-
-    let meta = std::fs::metadata(&resolved).map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_owned());
-    }
-    if meta.uid() != 0 {
-        return Err(format!(
-            "owned by uid {}; plugin files must be owned by root",
-            meta.uid()
-        ));
-    }
-    if meta.mode() & WRITABLE_BY_OTHERS != 0 {
-        return Err(format!(
-            "writable by group or others (mode {:04o}); plugin files must be writable by root only",
-            meta.permissions().mode() & 0o7777
-        ));
-    }
-
-    let plugin_dir = resolved.parent().unwrap_or(Path::new("/"));
-    for dir in plugin_dir.ancestors() {
-        let meta = std::fs::metadata(dir)
-            .map_err(|e| format!("cannot stat directory {}: {e}", dir.display()))?;
-        if meta.uid() != 0 {
-            return Err(format!(
-                "directory {} is owned by uid {}; it and its parents must be owned by root",
-                dir.display(),
-                meta.uid()
-            ));
-        }
-        let sticky_ancestor = dir != plugin_dir && meta.mode() & STICKY != 0;
-        if meta.mode() & WRITABLE_BY_OTHERS != 0 && !sticky_ancestor {
-            return Err(format!(
-                "directory {} is writable by group or others (mode {:04o}); it and its parents must be writable by root only",
-                dir.display(),
-                meta.mode() & 0o7777
-            ));
-        }
-    }
-    Ok(resolved)
+    let real = if link.file_type().is_symlink() {
+        let resolved =
+            std::fs::canonicalize(file).map_err(|e| format!("cannot resolve the path: {e}"))?;
+        let parent = resolved.parent().unwrap_or(Path::new("/"));
+        let dir = plugin_dirs
+            .iter()
+            .find(|d| std::fs::canonicalize(d).is_ok_and(|d| d == parent))
+            .ok_or_else(|| {
+                format!(
+                    "symlink to {}, outside the plugin directories; plugins must live in a trusted directory",
+                    resolved.display()
+                )
+            })?;
+        trusted::directory(dir)?;
+        resolved
+    } else {
+        real_holder.join(name)
+    };
+    // Every directory on the way to `real` is root's alone, so nobody else
+    // can have swapped it since; the file itself is checked by descriptor.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&real)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = opened.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    trusted::check_file(&meta, "plugin files")?;
+    Ok(opened)
 }
 
 /// The check applies when the agent runs as root.
 pub(crate) fn required() -> bool {
-    nix::unistd::geteuid().is_root()
+    trusted::required()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs::{self, Permissions};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// A plugin directory under a fresh root-only temp dir, for tests that run
     /// as root (the agent's real case); others skip with a note.
@@ -108,6 +91,14 @@ mod tests {
         path
     }
 
+    fn check(file: &Path, dirs: &[PathBuf]) -> Result<u64, String> {
+        open(file, dirs).map(|f| f.metadata().unwrap().ino())
+    }
+
+    fn ino(file: &Path) -> u64 {
+        fs::metadata(file).unwrap().ino()
+    }
+
     #[test]
     fn a_root_owned_read_only_plugin_is_trusted() {
         let Some((_top, dir)) = plugin_dir() else {
@@ -116,7 +107,7 @@ mod tests {
         let file = plugin(&dir, "liba.so", 0o644);
         assert_eq!(
             check(&file, std::slice::from_ref(&dir)).unwrap(),
-            fs::canonicalize(&file).unwrap()
+            ino(&file)
         );
     }
 
@@ -182,7 +173,7 @@ mod tests {
         std::os::unix::fs::symlink(&inside, dir.join("libb.so")).unwrap();
         assert_eq!(
             check(&dir.join("libb.so"), std::slice::from_ref(&dir)).unwrap(),
-            fs::canonicalize(&inside).unwrap()
+            ino(&inside)
         );
 
         let outside = plugin(top.path(), "libz.so", 0o644);
@@ -190,5 +181,23 @@ mod tests {
         let e = check(&dir.join("libc.so"), std::slice::from_ref(&dir)).unwrap_err();
         assert!(e.starts_with("symlink to "), "{e}");
         assert!(e.contains("outside the plugin directories"), "{e}");
+    }
+
+    #[test]
+    fn a_plugin_directory_reached_through_a_writable_directory_is_refused() {
+        let Some((top, dir)) = plugin_dir() else {
+            return;
+        };
+        plugin(&dir, "liba.so", 0o644);
+        let ww = top.path().join("ww");
+        fs::create_dir(&ww).unwrap();
+        fs::set_permissions(&ww, Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::symlink(&dir, ww.join("plugins")).unwrap();
+        let configured = ww.join("plugins");
+        let e = check(&configured.join("liba.so"), &[configured]).unwrap_err();
+        assert!(
+            e.contains(&format!("directory {} is writable", ww.display())),
+            "{e}"
+        );
     }
 }
