@@ -7,21 +7,10 @@
 //! fixed seed; `PROPTEST_CASES` and `PROPTEST_RNG_SEED` override either for a
 //! longer run.
 
+use nova_agent_support::testing::proptest_config as config;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 
 use crate::config::{Config, ConfigError};
-
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(15);
-    }
-    config
-}
 
 const SOURCE: &str = "/etc/nova-agent/agent.toml";
 

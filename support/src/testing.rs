@@ -2,6 +2,8 @@
 //! its dev-dependencies, so no plugin build carries them).
 
 use std::io;
+
+use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use std::sync::{Arc, Mutex};
 
 /// Runs `body` with every `tracing` event of this thread, down to trace
@@ -36,6 +38,20 @@ pub fn captured_log(body: impl FnOnce()) -> String {
     tracing::subscriber::with_default(subscriber, body);
     let bytes = crate::sync::lock(&buffer.0).clone();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The settings of every property test: `cases` cases from a fixed seed, so
+/// that a run is the same run every time (CI), unless `PROPTEST_CASES` or
+/// `PROPTEST_RNG_SEED` ask for a longer or another one.
+pub fn proptest_config(cases: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(15);
+    }
+    config
 }
 
 #[cfg(test)]

@@ -357,39 +357,12 @@ mod tests {
         assert_eq!(run(&agent, "quiet", "null").kind, 0);
     }
 
-    /// Every event `body` logs on this thread, as plain text.
-    fn captured(body: impl FnOnce()) -> String {
-        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = std::sync::Arc::clone(&buffer);
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Sink(std::sync::Arc::clone(&sink)))
-            .finish();
-        tracing::subscriber::with_default(subscriber, body);
-        let bytes = buffer.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
-    }
-
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_long_unknown_name_is_logged_by_its_first_64_characters() {
         let agent = ToyAgent::new(&testing::config("lines", &[]));
         let kept = "n".repeat(nova_agent_support::echo::ECHOED);
         let name = format!("{kept}{}", "x".repeat(1 << 20));
-        let log = captured(|| {
+        let log = nova_agent_support::testing::captured_log(|| {
             assert_eq!(
                 run(&agent, &name, "null"),
                 error(ErrorKind::UnknownCommand, "")
@@ -421,7 +394,7 @@ mod tests {
             text: "{}".into(),
             success_response: true,
         };
-        let log = captured(|| {
+        let log = nova_agent_support::testing::captured_log(|| {
             run(&agent, "echo", "1");
             run(&agent, "big", "1");
             log_answer("c", Some("core"), "version", &ok(0), Duration::ZERO);

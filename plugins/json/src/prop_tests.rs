@@ -8,22 +8,11 @@
 
 use nova_agent_plugin_api::testing::{TestAgent, TestHost};
 use nova_agent_plugin_api::{Decoded, ErrorKind, Outcome, ParsedCall, Parser};
+use nova_agent_support::testing::proptest_config as config;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use serde_json::{json, Map, Value};
 
 use super::JsonParser;
-
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(15);
-    }
-    config
-}
 
 /// A response as Nova reads it: printable ASCII, no backslash, exactly
 /// `{"message": "...", "returncode": "..."}`.

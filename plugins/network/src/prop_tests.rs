@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use nova_agent_support::testing::proptest_config as config;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use serde_json::{json, Map, Value};
 
 use crate::backend::System;
@@ -18,17 +18,6 @@ use crate::hosts::{etc_hosts, resolv_conf};
 use crate::model::{Hostname, Network};
 use crate::nics::Nic;
 use crate::parse::{network, Metadata};
-
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(15);
-    }
-    config
-}
 
 const MACS: [&str; 3] = [
     "bc:76:4e:20:6c:5a",

@@ -8,22 +8,11 @@
 //! longer run.
 
 use nova_agent_plugin_api::{Decoded, ErrorKind, Outcome, ParsedCall, Parser};
+use nova_agent_support::testing::proptest_config as config;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use serde_json::{Map, Value};
 
 use super::QgaParser;
-
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(15);
-    }
-    config
-}
 
 /// One stream decoder fed `chunks` one after another: every item, in order.
 fn stream(chunks: &[&[u8]]) -> Vec<Decoded> {

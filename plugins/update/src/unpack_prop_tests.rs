@@ -9,22 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
+use nova_agent_support::testing::proptest_config as config;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 
 use crate::testutil::{good_package, gzip, tar, Member};
 use crate::unpack::unpack;
-
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(15);
-    }
-    config
-}
 
 /// Where the staging directory sits inside the test's temporary directory,
 /// so that an escape would land beside it.

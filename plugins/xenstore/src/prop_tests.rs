@@ -7,22 +7,11 @@
 //! XenStore write. A fixed number of cases from a fixed seed;
 //! `PROPTEST_CASES` and `PROPTEST_RNG_SEED` override either for a longer run.
 
+use nova_agent_support::testing::proptest_config as config;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use serde_json::json;
 
 use crate::settings::{check_key, check_path, id_fits, Settings, MAX_ID_LEN, PAYLOAD_MAX};
-
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(15);
-    }
-    config
-}
 
 /// A path: mostly XenStore names joined by `/`, short or very long,
 /// sometimes with an empty component, a bad byte or a leading `/`.
