@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nova_agent_tests::agent_bin;
-use nova_agent_tests::qga::{qga_sandbox, qga_socket, wait_until_listening, Peer, QemuGa, QEMU_GA};
+use nova_agent_tests::qga::{qga_sandbox, qga_socket, wait_until_listening, Peer, QemuGa};
 
 mod common;
 use common::{cores, cpu_model, micros, rss_kb, stop, LineClient};
@@ -65,7 +65,7 @@ fn main() {
     let theirs = QemuGa::start_quiet();
     match &theirs {
         Some(qga) => subjects.push(Subject {
-            label: format!("qemu-ga {} -m unix-listen", qemu_ga_version()),
+            label: format!("qemu-ga {} -m unix-listen", QemuGa::version()),
             connection: LineClient::open(qga.socket(), PING, Some(PONG)),
             pid: qga.pid(),
             samples: Vec::new(),
@@ -142,14 +142,4 @@ impl Figures {
             max: at(1.0),
         }
     }
-}
-
-fn qemu_ga_version() -> String {
-    Command::new(QEMU_GA)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.split_whitespace().last().map(str::to_owned))
-        .unwrap_or_default()
 }

@@ -7,10 +7,10 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nova_agent_tests::qga::{Peer, QemuGa};
 use nova_agent_tests::{agent_bin, Sandbox};
 
 mod common;
@@ -67,22 +67,18 @@ fn main() {
             pid: agent.id(),
             samples: Vec::new(),
         });
-        keep_alive.push((agent, Some(sandbox), None));
+        keep_alive.push((agent, sandbox));
     }
-    match qemu_ga() {
-        Some((qga, socket, state)) => {
-            subjects.push(Subject {
-                label: format!("qemu-ga {} `guest-ping`", qemu_ga_version()),
-                socket,
-                request: br#"{"execute": "guest-ping"}"#,
-                pid: qga.id(),
-                samples: Vec::new(),
-            });
-            keep_alive.push((qga, None, Some(state)));
-        }
-        None => println!(
-            "qemu-ga: not installed (apt-get install qemu-guest-agent); no side-by-side figure\n"
-        ),
+    // Killed when dropped, at the end of main.
+    let qemu_ga = QemuGa::start_quiet();
+    if let Some(qga) = &qemu_ga {
+        subjects.push(Subject {
+            label: format!("qemu-ga {} `guest-ping`", QemuGa::version()),
+            socket: qga.socket().to_path_buf(),
+            request: br#"{"execute": "guest-ping"}"#,
+            pid: qga.pid(),
+            samples: Vec::new(),
+        });
     }
 
     let mut connections: Vec<_> = subjects
@@ -109,7 +105,7 @@ fn main() {
             median(&nova.samples).as_secs_f64() / median(&qga.samples).as_secs_f64()
         );
     }
-    for (mut child, _, _) in keep_alive {
+    for (mut child, _) in keep_alive {
         stop(&mut child);
     }
 
@@ -185,35 +181,4 @@ fn idle_rss() {
         );
         stop(&mut agent);
     }
-}
-
-fn qemu_ga() -> Option<(Child, std::path::PathBuf, tempfile::TempDir)> {
-    let binary = ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())?;
-    let state = tempfile::tempdir().unwrap();
-    let socket = state.path().join("qga.sock");
-    let child = Command::new(binary)
-        .args(["-m", "unix-listen", "-p"])
-        .arg(&socket)
-        .arg("-t")
-        .arg(state.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    wait_for_socket(&socket);
-    // qemu-ga serves one connection at a time: the probe connection above
-    // must be gone before the measured one connects.
-    std::thread::sleep(Duration::from_millis(100));
-    Some((child, socket, state))
-}
-
-fn qemu_ga_version() -> String {
-    Command::new("qemu-ga")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.split_whitespace().last().map(str::to_owned))
-        .unwrap_or_default()
 }

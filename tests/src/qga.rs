@@ -315,6 +315,17 @@ impl QemuGa {
         self.child.id()
     }
 
+    /// What `qemu-ga --version` says its version is (`""` if it cannot).
+    pub fn version() -> String {
+        Command::new(QEMU_GA)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.split_whitespace().last().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// qemu-ga's log (`-l`, with `-v` unless started quiet).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("qemu-ga.log")).unwrap_or_default()
