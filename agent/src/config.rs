@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -43,6 +44,47 @@ pub(crate) struct Config {
     /// `[reload] warn_superseded_mib`: the agent warns each time the code of
     /// replaced plugin generations, still mapped, grows past a multiple of it.
     pub(crate) warn_superseded_bytes: u64,
+    pub(crate) isolation: Isolation,
+}
+
+/// `[isolation]`: which plugins run their commands in a child process of
+/// their own, and the limits those children run under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Isolation {
+    /// Manifest names.
+    pub(crate) process: BTreeSet<String>,
+    /// How long a command (or `init`) may run before its child is killed.
+    pub(crate) timeout: Duration,
+    /// `RLIMIT_DATA` of each child: heap and private anonymous memory.
+    pub(crate) memory_bytes: u64,
+    /// Run the children as this user; `None` (or `root`) keeps root.
+    pub(crate) user: Option<String>,
+    pub(crate) no_new_privs: bool,
+    /// The wait before the second restart in a row of a failing child; it
+    /// doubles with each further failure, up to `restart_delay_max`.
+    pub(crate) restart_delay: Duration,
+    pub(crate) restart_delay_max: Duration,
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Isolation {
+            process: BTreeSet::new(),
+            timeout: Duration::from_secs(60),
+            memory_bytes: 256 << 20,
+            user: None,
+            no_new_privs: false,
+            restart_delay: Duration::from_secs(1),
+            restart_delay_max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Isolation {
+    /// The settings for plugin `name`, when it runs isolated.
+    pub(crate) fn of(&self, name: &str) -> Option<&Isolation> {
+        self.process.contains(name).then_some(self)
+    }
 }
 
 /// The default of `[reload] warn_superseded_mib`.
@@ -104,6 +146,45 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     reload: RawReload,
+    #[serde(default)]
+    isolation: RawIsolation,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIsolation {
+    #[serde(default)]
+    process: Vec<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<Seconds>>,
+    #[serde(default)]
+    memory_mib: Option<Spanned<i64>>,
+    #[serde(default)]
+    user: Option<Spanned<String>>,
+    #[serde(default)]
+    no_new_privs: Option<bool>,
+    #[serde(default)]
+    restart_delay: Option<Spanned<Seconds>>,
+    #[serde(default)]
+    restart_delay_max: Option<Spanned<Seconds>>,
+}
+
+/// Seconds, written as an integer or a decimal number.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum Seconds {
+    Whole(i64),
+    Decimal(f64),
+}
+
+impl Seconds {
+    fn within(self, range: std::ops::RangeInclusive<f64>) -> Option<Duration> {
+        let secs = match self {
+            Seconds::Whole(n) => n as f64,
+            Seconds::Decimal(x) => x,
+        };
+        range.contains(&secs).then(|| Duration::from_secs_f64(secs))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -355,6 +436,8 @@ impl Config {
             }
         };
 
+        let isolation = parse_isolation(raw.isolation, &at)?;
+
         Ok(Config {
             source: source.to_owned(),
             plugin_dirs,
@@ -369,6 +452,7 @@ impl Config {
             log_level,
             log_file,
             warn_superseded_bytes: warn_superseded_mib << 20,
+            isolation,
         })
     }
 
@@ -391,6 +475,108 @@ impl Config {
     pub(crate) fn plugin_enabled(&self, plugin: &str) -> bool {
         self.plugins.get(plugin).is_none_or(|t| t.enabled)
     }
+}
+
+/// `[isolation]`, checked; `at` places an error in the file.
+fn parse_isolation(
+    raw: RawIsolation,
+    at: &dyn Fn(Option<std::ops::Range<usize>>, &str) -> ConfigError,
+) -> Result<Isolation, ConfigError> {
+    let defaults = Isolation::default();
+    let mut process = BTreeSet::new();
+    for name in raw.process {
+        let span = name.span();
+        let name = name.into_inner();
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(at(
+                Some(span),
+                &format!("[isolation] process: {name:?} is not a plugin name"),
+            ));
+        }
+        process.insert(name);
+    }
+    let seconds = |value: Option<Spanned<Seconds>>,
+                   key: &str,
+                   range: std::ops::RangeInclusive<f64>,
+                   default: Duration| {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let span = value.span();
+        value.into_inner().within(range.clone()).ok_or_else(|| {
+            at(
+                Some(span),
+                &format!(
+                    "[isolation] {key} must be between {} and {} seconds",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+    };
+    let timeout = seconds(raw.timeout, "timeout", 0.01..=86400.0, defaults.timeout)?;
+    let restart_delay = seconds(
+        raw.restart_delay,
+        "restart_delay",
+        0.0..=3600.0,
+        defaults.restart_delay,
+    )?;
+    let max_span = raw.restart_delay_max.as_ref().map(|v| v.span());
+    let restart_delay_max = seconds(
+        raw.restart_delay_max,
+        "restart_delay_max",
+        0.0..=86400.0,
+        defaults.restart_delay_max.max(restart_delay),
+    )?;
+    if restart_delay_max < restart_delay {
+        return Err(at(
+            max_span,
+            "[isolation] restart_delay_max must not be less than restart_delay",
+        ));
+    }
+    let memory_bytes = match raw.memory_mib {
+        None => defaults.memory_bytes,
+        Some(value) => {
+            let span = value.span();
+            u64::try_from(value.into_inner())
+                .ok()
+                .filter(|mib| (16..=1 << 20).contains(mib))
+                .map(|mib| mib << 20)
+                .ok_or_else(|| {
+                    at(
+                        Some(span),
+                        "[isolation] memory_mib must be between 16 and 1048576",
+                    )
+                })?
+        }
+    };
+    let user = match raw.user {
+        None => None,
+        Some(user) => {
+            let span = user.span();
+            let user = user.into_inner();
+            let valid = !user.is_empty()
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c));
+            if !valid {
+                return Err(at(
+                    Some(span),
+                    &format!("[isolation] user {user:?} is not a user name"),
+                ));
+            }
+            (user != "root").then_some(user)
+        }
+    };
+    Ok(Isolation {
+        process,
+        timeout,
+        memory_bytes,
+        user,
+        no_new_privs: raw.no_new_privs.unwrap_or(defaults.no_new_privs),
+        restart_delay,
+        restart_delay_max,
+    })
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -238,3 +238,72 @@ fn as_root_state_dir_and_run_dir_must_be_roots_alone() {
     );
     assert_eq!(e, expected);
 }
+
+#[test]
+fn isolation_defaults_and_keys() {
+    let c = Config::parse(MINIMAL, "t.toml").unwrap();
+    assert_eq!(c.isolation, Isolation::default());
+    assert!(c.isolation.of("crash-fixture").is_none());
+    assert_eq!(c.isolation.timeout, Duration::from_secs(60));
+    assert_eq!(c.isolation.memory_bytes, 256 << 20);
+
+    let text = format!(
+        "{MINIMAL}[isolation]\nprocess = [\"crash-fixture\", \"vendor\"]\ntimeout = 0.5\n\
+         memory_mib = 64\nuser = \"nobody\"\nno_new_privs = true\nrestart_delay = 0\n\
+         restart_delay_max = 30\n"
+    );
+    let c = Config::parse(&text, "t.toml").unwrap();
+    let isolated = c.isolation.of("vendor").unwrap();
+    assert_eq!(isolated.timeout, Duration::from_millis(500));
+    assert_eq!(isolated.memory_bytes, 64 << 20);
+    assert_eq!(isolated.user.as_deref(), Some("nobody"));
+    assert!(isolated.no_new_privs);
+    assert_eq!(isolated.restart_delay, Duration::ZERO);
+    assert_eq!(isolated.restart_delay_max, Duration::from_secs(30));
+    assert!(c.isolation.of("core").is_none());
+
+    // `root` is the agent's own user: nothing to switch to.
+    let c = Config::parse(
+        &format!("{MINIMAL}[isolation]\nuser = \"root\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.isolation.user, None);
+}
+
+#[test]
+fn bad_isolation_values_name_their_key_and_place() {
+    for (body, expected) in [
+        (
+            "timeout = 0",
+            "t.toml:6:11: [isolation] timeout must be between 0.01 and 86400 seconds",
+        ),
+        ("timeout = \"5s\"", "t.toml:6:11:"),
+        (
+            "memory_mib = 8",
+            "[isolation] memory_mib must be between 16 and 1048576",
+        ),
+        (
+            "user = \"bad user\"",
+            "[isolation] user \"bad user\" is not a user name",
+        ),
+        (
+            "process = [\"two words\"]",
+            "[isolation] process: \"two words\" is not a plugin name",
+        ),
+        (
+            "restart_delay = -1",
+            "[isolation] restart_delay must be between 0 and 3600 seconds",
+        ),
+        (
+            "restart_delay = 10\nrestart_delay_max = 5",
+            "[isolation] restart_delay_max must not be less than restart_delay",
+        ),
+        ("processes = []", "unknown field `processes`"),
+    ] {
+        let text = format!("{MINIMAL}\n[isolation]\n{body}\n");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains(expected), "{body}: {e}");
+        assert!(e.starts_with("t.toml:"), "{body}: {e}");
+    }
+}

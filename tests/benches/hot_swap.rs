@@ -10,27 +10,25 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cores, cpu_model, median, rss_anon_kb, rss_kb, stop, wait_for_socket};
-use nova_agent_tests::{agent_bin, artifacts, plugin, Sandbox};
+use common::{
+    cores, cpu_model, median, option, release_fixture, rss_anon_kb, rss_kb, stop, wait_for_socket,
+};
+use nova_agent_tests::{agent_bin, plugin, Sandbox};
 
 const SWAP_FILE: &str = "libswap.so";
 
 fn main() {
     nova_agent_tests::build_without_fixtures();
-    let swaps: usize = std::env::args()
-        .skip_while(|a| a != "--swaps")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100);
+    let swaps: usize = option("--swaps", 100);
     println!("machine: {} cores, {}", cores(), cpu_model());
     let fixtures = tempfile::tempdir().unwrap();
     let builds = [
-        fixture(fixtures.path(), "v1"),
-        fixture(fixtures.path(), "v2"),
+        release_fixture(fixtures.path(), "swap-v1"),
+        release_fixture(fixtures.path(), "swap-v2"),
     ];
 
     let sandbox = Sandbox::empty();
@@ -131,21 +129,6 @@ fn main() {
 }
 
 /// Builds the swap fixture's `build` in release and moves it to `dir`.
-fn fixture(dir: &Path, build: &str) -> PathBuf {
-    let crate_name = format!("nova-agent-test-plugin-swap-{build}");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "-p", &crate_name])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building {crate_name} failed");
-    let built = artifacts().join(format!("libnova_agent_test_plugin_swap_{build}.so"));
-    let kept = dir.join(built.file_name().unwrap());
-    std::fs::copy(&built, &kept).unwrap();
-    std::fs::remove_file(&built).unwrap();
-    kept
-}
-
 fn spawn_agent(sandbox: &Sandbox, log: &Path) -> Child {
     Command::new(agent_bin())
         .args(["run", "--config"])

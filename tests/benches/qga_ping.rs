@@ -14,7 +14,7 @@ use nova_agent_tests::agent_bin;
 use nova_agent_tests::qga::{qga_sandbox, qga_socket, wait_until_listening, Peer, QemuGa};
 
 mod common;
-use common::{cores, cpu_model, micros, rss_kb, stop, LineClient};
+use common::{cores, cpu_model, micros, option, rss_kb, stop, LineClient};
 
 const WARMUP: usize = 2_000;
 const PING: &[u8] = b"{\"execute\":\"guest-ping\"}";
@@ -113,14 +113,6 @@ fn main() {
     drop(subjects);
     drop(theirs);
     stop(&mut agent);
-}
-
-fn option(name: &str, default: usize) -> usize {
-    std::env::args()
-        .skip_while(|a| a != name)
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
 }
 
 #[derive(Clone, Copy)]

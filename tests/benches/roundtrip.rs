@@ -7,16 +7,15 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nova_agent_tests::qga::{Peer, QemuGa};
-use nova_agent_tests::{agent_bin, Sandbox};
+use nova_agent_tests::Sandbox;
 
 mod common;
 use common::{
-    cores, cpu_model, median, micros, report, rss_anon_kb, rss_kb, stop, wait_for_socket,
-    LineClient,
+    cores, cpu_model, median, micros, option, report, rss_anon_kb, rss_kb, spawn_agent, stop,
+    wait_for_socket, LineClient,
 };
 
 const WARMUP: usize = 2_000;
@@ -35,11 +34,7 @@ struct Subject {
 
 fn main() {
     nova_agent_tests::build_without_fixtures();
-    let requests: usize = std::env::args()
-        .skip_while(|a| a != "--requests")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(40_000);
+    let requests: usize = option("--requests", 40_000);
     println!("machine: {} cores, {}", cores(), cpu_model());
     println!(
         "method: one client connection per server, {requests} sequential requests each, in {ROUNDS} \
@@ -111,15 +106,6 @@ fn main() {
 
     start_up_time();
     idle_rss();
-}
-
-fn spawn_agent(sandbox: &Sandbox) -> Child {
-    Command::new(agent_bin())
-        .args(["run", "--config"])
-        .arg(&sandbox.config)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting nova-agent")
 }
 
 /// From spawning `nova-agent run` to the first `version` answer, 20 times.

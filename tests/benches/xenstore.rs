@@ -16,18 +16,14 @@ use nova_agent_tests::xenstored::FakeXenstored;
 use nova_agent_tests::{agent_bin, Sandbox};
 
 mod common;
-use common::{cores, cpu_model, micros, rss_kb, stop};
+use common::{cores, cpu_model, micros, option, rss_kb, stop};
 
 const WAIT: Duration = Duration::from_secs(30);
 const WARMUP: usize = 200;
 
 fn main() {
     nova_agent_tests::build_without_fixtures();
-    let requests: usize = std::env::args()
-        .skip_while(|a| a != "--requests")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5_000);
+    let requests: usize = option("--requests", 5_000);
     println!("machine: {} cores, {}", cores(), cpu_model());
 
     let sandbox = Sandbox::with_xenstore("");

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 pub mod dom0;
 pub mod http;
 pub mod password_host;
+pub mod procs;
 pub mod qga;
 pub mod qga_pty;
 pub mod vm;
@@ -416,6 +417,27 @@ impl Client {
 }
 
 /// The Nova response for `(code, message)`, byte for byte.
+/// A client sending each of `commands` in turn on one connection, back to
+/// back, until `stop` is set; returns every answer (for tests of what load
+/// sees while plugins change under it).
+pub fn hammer(
+    agent: &Agent,
+    commands: &'static [&'static str],
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let mut client = Client::connect(&agent.socket);
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let mut answers = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for name in commands {
+                answers.push(client.request(&format!("{{\"name\": \"{name}\"}}")));
+            }
+        }
+        answers
+    })
+}
+
 pub fn nova(code: &str, message: &str) -> String {
     format!("{{\"message\": \"{message}\", \"returncode\": \"{code}\"}}")
 }

@@ -3,10 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nova_agent_tests::{nova, plugin, test_plugin, Agent, Client, Sandbox};
+use nova_agent_tests::{hammer, nova, plugin, test_plugin, Agent, Sandbox};
 
 const WAIT: Duration = Duration::from_secs(30);
 const SWAP_FILE: &str = "libswap.so";
@@ -44,22 +43,6 @@ fn wait_for_answer(agent: &Agent, expected: &str) -> Duration {
     }
 }
 
-/// A client sending `version` and `features` on one connection back to back
-/// until stopped; returns every answer.
-fn load(agent: &Agent, stop: &Arc<AtomicBool>) -> JoinHandle<Vec<String>> {
-    let mut client = Client::connect(&agent.socket);
-    let stop = Arc::clone(stop);
-    std::thread::spawn(move || {
-        let mut answers = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            for name in ["version", "features"] {
-                answers.push(client.request(&format!("{{\"name\": \"{name}\"}}")));
-            }
-        }
-        answers
-    })
-}
-
 #[test]
 fn fifty_swaps_under_continuous_requests_lose_none() {
     let sandbox = swap_sandbox("v2", "");
@@ -67,7 +50,9 @@ fn fifty_swaps_under_continuous_requests_lose_none() {
     assert_eq!(agent.call("version"), version_of("v2"));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..2).map(|_| load(&agent, &stop)).collect();
+    let clients: Vec<_> = (0..2)
+        .map(|_| hammer(&agent, &["version", "features"], &stop))
+        .collect();
     for swap in 1..=50 {
         let build = if swap % 2 == 1 { "v1" } else { "v2" };
         sandbox.install_as(&test_plugin(&format!("swap-{build}")), SWAP_FILE);

@@ -57,6 +57,13 @@ pub(crate) enum Command {
     /// the first configured channel that has vm-data/networking entries;
     /// prints the response and exits 0 when its return code is "0".
     Resetnetwork,
+    /// The process an isolated plugin's commands run in; started by the
+    /// agent only, with its socket and the plugin's library as fd 3 and 4
+    #[command(hide = true)]
+    PluginHost {
+        /// The plugin's manifest name
+        plugin: String,
+    },
 }
 
 #[derive(Args, Debug, Default)]

@@ -94,6 +94,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(&config.log_level);
             Ok(success(reset::reset_network(&config)?))
         }
+        Command::PluginHost { plugin } => Ok(crate::plugins::isolated::child::main(plugin)),
         Command::Call(args) => {
             logging::init("error");
             let config = if args.socket.is_some() {

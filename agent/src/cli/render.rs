@@ -127,6 +127,24 @@ fn plugin(out: &mut String, e: &Entry) {
             e.shadowed.join(", ")
         );
     }
+    if let Some(isolation) = &e.isolation {
+        let pid = isolation
+            .pid
+            .map_or("no process running".to_owned(), |pid| format!("pid {pid}"));
+        let _ = writeln!(
+            out,
+            "    isolated ({}): {pid}, {}",
+            isolation.mode,
+            count(isolation.restarts as usize, "restart")
+        );
+        if let Some(failure) = &isolation.last_failure {
+            let _ = writeln!(
+                out,
+                "    last failure {}: {failure}",
+                isolation.last_failure_at.as_deref().unwrap_or("-")
+            );
+        }
+    }
     if let Some(live) = &e.live {
         if let Some(generation) = live.generation {
             let _ = writeln!(

@@ -24,6 +24,7 @@ use nova_agent_plugin_api::ffi::{
 use nova_agent_plugin_api::Gate;
 use nova_agent_support::sync::{lock, wait_timeout};
 
+use crate::plugins::isolated;
 use crate::plugins::loader::{valid_name, Manifest, Opened, Origin};
 
 /// A command as its plugin provides it.
@@ -50,6 +51,8 @@ pub(crate) struct Instance {
     failed: AtomicU64,
     lifecycle: LifecycleBox,
     retired: Arc<Retired>,
+    /// The child process its commands run in (`[isolation] process`).
+    pub(crate) isolation: Option<Arc<isolated::Supervisor>>,
 }
 
 impl fmt::Debug for Instance {
@@ -63,22 +66,38 @@ impl fmt::Debug for Instance {
 }
 
 impl Instance {
-    /// Runs the plugin's `init` with its config table (as JSON) and checks
-    /// the names of what it provides. The error is one line.
+    /// Runs the plugin's `init` with its config table (as JSON), here or,
+    /// with `isolation`, in a child process of its own, and checks the names
+    /// of what it provides. The error is one line.
     pub(crate) fn init(
         opened: Opened,
         generation: u64,
         config_json: &str,
         host: HostBox,
+        isolation: Option<&isolated::Settings>,
     ) -> Result<Instance, String> {
         let Opened {
             root,
             manifest,
             origin,
         } = opened;
-        let provided = match (root.init())(host, RStr::from_str(config_json)) {
-            RResult::ROk(provided) => provided,
-            RResult::RErr(e) => return Err(format!("init failed: {e}")),
+        let (provided, supervisor) = match (isolation, origin.descriptor) {
+            (None, _) => match (root.init())(host, RStr::from_str(config_json)) {
+                RResult::ROk(provided) => (provided, None),
+                RResult::RErr(e) => return Err(format!("init failed: {e}")),
+            },
+            (Some(settings), Some(descriptor)) => {
+                let (provided, supervisor) = isolated::start(
+                    &manifest.name,
+                    &origin.file,
+                    descriptor,
+                    config_json,
+                    settings,
+                    host,
+                )?;
+                (provided, Some(supervisor))
+            }
+            (Some(_), None) => return Err("cannot run isolated: its descriptor is gone".into()),
         };
         let gates: Vec<Gate> = provided.gates.iter().map(Gate::from).collect();
         let commands = provided.commands.iter().map(|c| c.name.to_string());
@@ -114,6 +133,7 @@ impl Instance {
             failed: AtomicU64::new(0),
             lifecycle: provided.lifecycle,
             retired: Arc::default(),
+            isolation: supervisor,
         })
     }
 

@@ -17,6 +17,7 @@ pub(crate) mod dispatch;
 pub(crate) mod gates;
 pub(crate) mod host;
 pub(crate) mod instance;
+pub(crate) mod isolated;
 pub(crate) mod loader;
 pub(crate) mod pipeline;
 pub(crate) mod record;

@@ -226,7 +226,9 @@ impl Pass<'_, '_> {
         }
         let generation = self.memory.generations.get(&name).copied().unwrap_or(0) + 1;
         let config_json = self.inputs.config.plugin_json(&name);
-        match Instance::init(opened, generation, config_json, self.inputs.host.to_ffi()) {
+        let isolation = self.inputs.config.isolation.of(&name);
+        let host = self.inputs.host.to_ffi();
+        match Instance::init(opened, generation, config_json, host, isolation) {
             Ok(instance) => {
                 self.memory.generations.insert(name.clone(), generation);
                 let new = &instance.manifest.version;

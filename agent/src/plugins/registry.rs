@@ -145,6 +145,13 @@ impl Registry {
                 );
             }
         }
+        for name in &config.isolation.process {
+            if !self.plugins.iter().any(|p| &p.manifest.name == name) {
+                tracing::warn!(
+                    "[isolation] process names plugin '{name}', which is not installed; ignored"
+                );
+            }
+        }
         for (command, plugin) in &config.prefer {
             let provides = self
                 .instances()

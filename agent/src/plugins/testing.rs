@@ -57,7 +57,7 @@ pub(crate) fn instance(
         },
         origin: Origin::default(),
     };
-    let instance = Instance::init(opened, generation, "{}", host.to_ffi());
+    let instance = Instance::init(opened, generation, "{}", host.to_ffi(), None);
     // The bridge's panic hook sends panics to the host's log; tests want
     // theirs on stderr.
     let _ = std::panic::take_hook();

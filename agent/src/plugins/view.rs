@@ -33,8 +33,26 @@ pub(crate) struct Entry {
     pub(crate) commands: Vec<String>,
     /// Names this plugin provides that another plugin serves.
     pub(crate) shadowed: Vec<String>,
+    /// Set when its commands run in a child process (`[isolation] process`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) isolation: Option<IsolationView>,
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub(crate) live: Option<Live>,
+}
+
+/// An isolated plugin's child process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IsolationView {
+    /// `process`.
+    pub(crate) mode: String,
+    /// The child's pid while one runs.
+    pub(crate) pid: Option<u32>,
+    /// Children started after the first.
+    pub(crate) restarts: u64,
+    /// Why the last child that failed ended.
+    pub(crate) last_failure: Option<String>,
+    /// RFC 3339, UTC.
+    pub(crate) last_failure_at: Option<String>,
 }
 
 /// What only a running agent knows about a plugin.
@@ -216,6 +234,21 @@ fn entry(record: &PluginRecord, conflicts: &[Conflict]) -> Entry {
         parsers,
         commands,
         shadowed,
+        isolation: record
+            .instance
+            .as_ref()
+            .and_then(|i| i.isolation.as_ref())
+            .map(|supervisor| {
+                let status = supervisor.status();
+                let (at, failure) = status.last_failure.unzip();
+                IsolationView {
+                    mode: "process".to_owned(),
+                    pid: status.pid,
+                    restarts: status.restarts,
+                    last_failure: failure,
+                    last_failure_at: at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                }
+            }),
         live: None,
     }
 }

@@ -70,6 +70,13 @@ impl Poller {
         Ok(self.timer.set(expiration, TimerSetTimeFlags::empty())?)
     }
 
+    /// Stops the timer and forgets an expiry not waited for, so that its
+    /// event is not reported again once re-armed (a timerfd stays readable
+    /// until read or set).
+    pub(crate) fn clear_timer(&self) -> io::Result<()> {
+        Ok(self.timer.unset()?)
+    }
+
     /// Lets the timer's event, once taken, be reported again.
     pub(crate) fn rearm_timer(&self) -> io::Result<()> {
         self.modify(&self.timer, TIMER, READ_ONCE)
@@ -162,6 +169,18 @@ mod tests {
         poller.rearm_timer().unwrap();
         assert_eq!(poller.wait().unwrap(), Some(TIMER));
         poller.wake_all();
+        assert_eq!(poller.wait().unwrap(), Some(WAKE));
+    }
+
+    #[test]
+    fn a_cleared_timer_is_not_reported_again_once_re_armed() {
+        let poller = Poller::new().unwrap();
+        poller.set_timer(Duration::from_millis(1)).unwrap();
+        assert_eq!(poller.wait().unwrap(), Some(TIMER));
+        poller.clear_timer().unwrap();
+        poller.rearm_timer().unwrap();
+        poller.wake_all();
+        // An expired timer left as it was would come first, for ever.
         assert_eq!(poller.wait().unwrap(), Some(WAKE));
     }
 

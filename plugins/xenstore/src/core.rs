@@ -1,6 +1,6 @@
 //! What the agent's workers and the XenStore thread share: the settings, the
-//! queue of requests found, which ids are in flight, the responses not yet
-//! written, and the live connection.
+//! queue of requests found, which ids are in flight (and their markers on
+//! disk), the responses not yet written, and the live connection.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -13,6 +13,7 @@ use xenstore_rs::tokio::XsTokio;
 
 use crate::queue::RequestQueue;
 use crate::settings::Settings;
+use crate::taken::Taken;
 
 /// How long one XenStore operation may take before the connection is taken
 /// for dead: xenstore-rs waits forever for an answer that a dead xenstored
@@ -22,6 +23,8 @@ pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) struct Core {
     pub(crate) settings: Settings,
     pub(crate) queue: RequestQueue,
+    /// The markers of requests handed to a worker, kept across restarts.
+    pub(crate) taken: Taken,
     /// Ids taken and not yet answered and removed: queued, running, or with a
     /// response waiting to be written. A request is never taken twice.
     in_flight: Mutex<HashSet<String>>,
@@ -34,10 +37,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(settings: Settings) -> Core {
+    pub(crate) fn new(settings: Settings, taken: Taken) -> Core {
         Core {
             settings,
             queue: RequestQueue::default(),
+            taken,
             in_flight: Mutex::default(),
             unwritten: Mutex::default(),
             current: Mutex::default(),

@@ -7,7 +7,10 @@
 //! and then removes the request. Requests are found through a XenStore watch
 //! the moment they appear, and those already waiting when the agent starts
 //! are found by a scan; there is no polling. A request whose response already
-//! exists is removed without being run again. The exchange also serves
+//! exists is removed without being run again. A request handed to a worker
+//! is marked as taken on disk (`<state_dir>/xenstore/taken/<id>`) until it
+//! is answered: one found marked after a restart (the agent died running it)
+//! is answered "500" without being run again. The exchange also serves
 //! command metadata (`vm-data/hostname`, `vm-data/networking/*`) from the
 //! domain's home.
 //!
@@ -31,7 +34,8 @@
 //! table and XenStore's name rules; `core` the state shared between the
 //! workers and the XenStore thread; `queue` the hand-over of requests;
 //! `link` the connect/reconnect loop; `session` one connection's work;
-//! `job` what those two share (the jobs sent to the thread, the outage log).
+//! `job` what those two share (the jobs sent to the thread, the outage log);
+//! `taken` the markers of requests in flight.
 //!
 //! ```toml
 //! [plugins.xenstore]
@@ -45,7 +49,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nova_agent_plugin_api::{export_plugin, Exchange, Host, Incoming, PluginError, Provides};
+use nova_agent_plugin_api::{
+    export_plugin, Exchange, Host, Incoming, Input, PluginError, Provides,
+};
 use nova_agent_support::sync::lock;
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -55,6 +61,7 @@ use xenstore_rs::AsyncXs;
 use crate::core::{is_missing, is_not_text, op, Core};
 use crate::job::Job;
 use crate::settings::{check_key, Settings};
+use crate::taken::Taken;
 
 mod core;
 mod job;
@@ -62,6 +69,7 @@ mod link;
 mod queue;
 mod session;
 mod settings;
+mod taken;
 
 #[cfg(test)]
 mod live_tests;
@@ -178,7 +186,17 @@ impl Exchange for XenstoreExchange {
     }
 
     fn next(&self) -> Result<Option<Incoming>, PluginError> {
-        Ok(self.core.queue.pop())
+        let request = self.core.queue.pop();
+        // Only requests run commands; an unreadable one is answered by the
+        // parser, and one found marked keeps its marker until answered.
+        if let Some(Incoming {
+            id,
+            input: Input::Request(_),
+        }) = &request
+        {
+            self.core.taken.mark(id);
+        }
+        Ok(request)
     }
 
     fn respond(&self, id: &str, response: &[u8]) -> Result<(), PluginError> {
@@ -237,10 +255,10 @@ impl Exchange for XenstoreExchange {
     }
 }
 
-fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
+fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
     let settings = Settings::parse(config)?;
     let exchange = XenstoreExchange {
-        core: Arc::new(Core::new(settings)),
+        core: Arc::new(Core::new(settings, Taken::new(&host.state_dir()))),
         thread: Arc::default(),
     };
     let thread = Arc::clone(&exchange.thread);

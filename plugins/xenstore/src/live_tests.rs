@@ -5,6 +5,7 @@
 //! Every test shares one fake (XENSTORED_PATH is per process) and works
 //! under its own request and response paths.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use xenstore_rs::tokio::XsTokio;
 use crate::core::Core;
 use crate::session::{examine, Found};
 use crate::settings::Settings;
+use crate::taken::{Taken, STOPPED};
 use crate::XenstoreExchange;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -41,9 +43,19 @@ fn exchange(name: &str) -> XenstoreExchange {
     }))
     .unwrap();
     XenstoreExchange {
-        core: Arc::new(Core::new(settings)),
+        core: Arc::new(Core::new(settings, Taken::new(&state_dir(name)))),
         thread: Arc::default(),
     }
+}
+
+/// Exchange `name`'s state directory (its markers are under
+/// `xenstore/taken/`), inside the fake's temporary directory.
+fn state_dir(name: &str) -> PathBuf {
+    xenstored().socket().with_file_name(format!("state-{name}"))
+}
+
+fn marker(name: &str, id: &str) -> PathBuf {
+    state_dir(name).join("xenstore/taken").join(id)
 }
 
 fn abs(path: &str) -> String {
@@ -219,5 +231,80 @@ fn a_request_directory_too_big_to_list_is_served_as_it_changes() {
         .collect();
     rest.sort();
     assert_eq!(rest, ids[60..]);
+    exchange.shutdown();
+}
+
+/// Waits until `path` does not exist.
+fn wait_no_file(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while path.symlink_metadata().is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path:?} still exists"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_request_is_marked_taken_while_it_runs_and_unmarked_once_answered() {
+    use std::os::unix::fs::PermissionsExt;
+    let exchange = exchange("mark");
+    xenstored().write(&abs("mark/host/m"), b"{}");
+    exchange.start().unwrap();
+    assert_eq!(next_request(&exchange), Incoming::request("m", &b"{}"[..]));
+    let marker = marker("mark", "m");
+    assert!(marker.is_file(), "no marker at {marker:?}");
+    let dir = std::fs::metadata(marker.parent().unwrap()).unwrap();
+    assert_eq!(dir.permissions().mode() & 0o777, 0o700);
+
+    exchange.respond("m", b"ok").unwrap();
+    assert!(xenstored().wait_until(WAIT, |x| x.read(&abs("mark/host/m")).is_none()));
+    wait_no_file(&marker);
+    assert_eq!(
+        xenstored().read(&abs("mark/guest/m")).as_deref(),
+        Some(&b"ok"[..])
+    );
+}
+
+#[test]
+fn a_request_the_agent_died_running_is_answered_without_running_it_again() {
+    let name = "died";
+    let taken = marker(name, "x").parent().unwrap().to_owned();
+    std::fs::create_dir_all(&taken).unwrap();
+    // Left by an agent that died: running `crashed`, and after writing the
+    // response to `answered`; `gone`'s request no longer exists.
+    for id in ["crashed", "answered", "gone"] {
+        std::fs::write(taken.join(id), b"").unwrap();
+    }
+    xenstored().write(&abs("died/host/crashed"), b"{\"name\": \"segfault\"}");
+    xenstored().write(&abs("died/host/answered"), b"{}");
+    xenstored().write(&abs("died/guest/answered"), b"earlier");
+    let exchange = exchange(name);
+    exchange.start().unwrap();
+
+    assert_eq!(
+        next_request(&exchange),
+        Incoming::unreadable("crashed", STOPPED)
+    );
+    wait_no_file(&taken.join("gone"));
+    assert!(xenstored().wait_until(WAIT, |x| x.read(&abs("died/host/answered")).is_none()));
+    wait_no_file(&taken.join("answered"));
+    assert!(taken.join("crashed").is_file());
+
+    exchange.respond("crashed", b"stopped").unwrap();
+    assert!(xenstored().wait_until(WAIT, |x| x.read(&abs("died/host/crashed")).is_none()));
+    wait_no_file(&taken.join("crashed"));
+    assert_eq!(
+        xenstored().read(&abs("died/guest/crashed")).as_deref(),
+        Some(&b"stopped"[..])
+    );
+
+    // Later requests run as usual.
+    xenstored().write(&abs("died/host/fresh"), b"{}");
+    assert_eq!(
+        next_request(&exchange),
+        Incoming::request("fresh", &b"{}"[..])
+    );
     exchange.shutdown();
 }

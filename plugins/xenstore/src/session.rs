@@ -7,11 +7,15 @@
 //!   disappears has been answered;
 //! - a request whose response already exists (the agent stopped between the
 //!   two writes) is removed without being run again;
+//! - a request whose taken marker exists (the agent stopped while running
+//!   it) is answered [`STOPPED`] without being run again; a marker goes only
+//!   after its request is removed;
 //! - the watch stream is drained on a task of its own, never blocked by
 //!   request work: xenstore-rs stalls every call while a watch's buffer of
 //!   8 events is full.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +30,7 @@ use xenstore_rs::{AsyncWatch, AsyncXs};
 use crate::core::{is_missing, is_not_text, op, Core};
 use crate::job::{Job, Outage};
 use crate::settings::{id_fits, MAX_ID_LEN, PAYLOAD_MAX};
+use crate::taken::STOPPED;
 
 /// A connection with no traffic for this long is probed with one read: a dead
 /// xenstored is otherwise only noticed by the next request, which would never
@@ -215,8 +220,16 @@ impl Session<'_> {
         if self.unlisted.take().is_some() {
             tracing::info!("{path} could be listed again; every waiting request is taken");
         }
+        let ids: Vec<String> = ids.into_iter().map(Into::into).collect();
+        if self.core.taken.sweep_pending() {
+            // Awaited before any request is taken from the listing or from
+            // later events: see `Taken::sweep_once`.
+            let listed: HashSet<String> = ids.iter().cloned().collect();
+            let core = Arc::clone(self.core);
+            let _ = tokio::task::spawn_blocking(move || core.taken.sweep_once(&listed)).await;
+        }
         for id in ids {
-            tasks.spawn(self.consider(id.into()));
+            tasks.spawn(self.consider(id));
         }
         Ok(())
     }
@@ -255,6 +268,7 @@ impl Session<'_> {
                     tracing::info!(
                         "request {id} was already answered; removed without running it again"
                     );
+                    unmark(&core, &id).await;
                     core.release(&id);
                 }
                 Ok(Found::Nothing) => core.release(&id),
@@ -298,11 +312,12 @@ impl Session<'_> {
                 }
             }
             match op(xs.rm(&request_path)).await {
-                Ok(()) => {}
-                Err(e) if is_missing(&e) => {}
+                Ok(()) => unmark(&core, &id).await,
+                Err(e) if is_missing(&e) => unmark(&core, &id).await,
                 // With its response written, the next scan removes the
-                // request without running it again; without one, the
-                // removal is retried on the next connection.
+                // request (and its marker) without running it again;
+                // without one, the removal is retried on the next
+                // connection.
                 Err(e) => {
                     let _ = failed.send(format!("cannot remove {request_path}: {e}"));
                     if response.is_none() {
@@ -334,6 +349,13 @@ pub(crate) async fn examine(core: &Core, xs: &XsTokio, id: &str) -> Result<Found
         Err(e) => return Err(format!("cannot read {response_path}: {e}")),
     }
     let request = match body {
+        _ if core.taken.is_marked(id) => {
+            tracing::warn!(
+                "request {id} was being run when the agent stopped; answering it \"500\" \
+                 without running it again"
+            );
+            Incoming::unreadable(id, STOPPED)
+        }
         _ if !id_fits(id) => {
             Incoming::unreadable(id, format!("Request id is longer than {MAX_ID_LEN} bytes"))
         }
@@ -341,6 +363,13 @@ pub(crate) async fn examine(core: &Core, xs: &XsTokio, id: &str) -> Result<Found
         Err(reason) => Incoming::unreadable(id, reason),
     };
     Ok(Found::Request(request))
+}
+
+/// Removes request `id`'s marker off the XenStore thread: an unlink blocks
+/// while the filesystem is frozen.
+async fn unmark(core: &Arc<Core>, id: &str) {
+    let (core, id) = (Arc::clone(core), id.to_owned());
+    let _ = tokio::task::spawn_blocking(move || core.taken.unmark(&id)).await;
 }
 
 async fn remove_answered(xs: &XsTokio, request_path: &str) -> Result<Found, String> {

@@ -142,6 +142,6 @@ pub(crate) fn id_fits(id: &str) -> bool {
     id.len() <= MAX_ID_LEN
 }
 
-fn is_name_byte(b: u8) -> bool {
+pub(crate) fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'@')
 }

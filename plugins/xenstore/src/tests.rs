@@ -105,3 +105,30 @@ fn paths_and_keys_follow_xenstore_s_name_rules() {
     assert!(error.contains("must be relative"), "{error}");
     assert!(check_key("vm-data/../x").is_err());
 }
+
+#[test]
+fn a_taken_marker_is_named_by_a_plain_id_inside_its_directory_only() {
+    use crate::taken::Taken;
+    use std::path::Path;
+    let taken = Taken::new(Path::new("/state"));
+    assert_eq!(
+        taken.marker("0b1c-2d_@x").as_deref(),
+        Some(Path::new("/state/xenstore/taken/0b1c-2d_@x"))
+    );
+    let long = "x".repeat(MAX_ID_LEN + 1);
+    for bad in [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "../x",
+        "/x",
+        "a.b",
+        "a\0b",
+        long.as_str(),
+    ] {
+        assert_eq!(taken.marker(bad), None, "{bad:?}");
+    }
+    assert_eq!(Taken::new(Path::new("")).marker("abc"), None);
+    assert_eq!(Taken::new(Path::new("state")).marker("abc"), None);
+}

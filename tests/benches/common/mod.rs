@@ -5,9 +5,19 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+/// The number after `name` on the command line (`--requests 500`), else
+/// `default`.
+pub fn option(name: &str, default: usize) -> usize {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
 
 pub fn median(samples: &[Duration]) -> Duration {
     let mut sorted = samples.to_vec();
@@ -63,6 +73,35 @@ fn status_kb(pid: u32, key: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Builds the test fixture `nova-agent-test-plugin-<suffix>` in release and
+/// moves its `.so` out of target/release (where the README's demo would
+/// load it) into `dir`.
+pub fn release_fixture(dir: &Path, suffix: &str) -> PathBuf {
+    let crate_name = format!("nova-agent-test-plugin-{suffix}");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--release", "-p", &crate_name])
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building {crate_name} failed");
+    let file = format!("libnova_agent_test_plugin_{}.so", suffix.replace('-', "_"));
+    let built = nova_agent_tests::artifacts().join(&file);
+    let kept = dir.join(&file);
+    std::fs::copy(&built, &kept).unwrap();
+    std::fs::remove_file(&built).unwrap();
+    kept
+}
+
+/// `nova-agent run` on the sandbox's config, its log discarded.
+pub fn spawn_agent(sandbox: &nova_agent_tests::Sandbox) -> Child {
+    Command::new(nova_agent_tests::agent_bin())
+        .args(["run", "--config"])
+        .arg(&sandbox.config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting nova-agent")
 }
 
 pub fn stop(child: &mut Child) {

@@ -99,7 +99,10 @@ fn write_pages(
     }
     std::fs::write(&path, page)?;
     println!("{}", path.display());
-    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+    for sub in command
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
         let sub_name = sub.get_name();
         write_pages(
             sub,

@@ -10,11 +10,11 @@
 //! out `'static` references into them.
 
 use std::fs::{self, File};
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+use libloading::os::unix::{Library as Dl, RTLD_LOCAL, RTLD_NOW};
 use nova_agent_plugin_api::ffi::abi_stable::library::{
     AbiHeaderRef, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL,
 };
@@ -46,26 +46,36 @@ impl LoadError {
     }
 }
 
-/// Opens the library `file` holds, and returns its root module, manifest
-/// and the bytes it maps. `name` is the plugin's path, for messages.
+/// A library opened: its root module, manifest, the bytes it maps, and the
+/// descriptor it was opened by (kept open for good, see [`open`]).
+pub(crate) struct Library {
+    pub(crate) root: PluginRootRef,
+    pub(crate) manifest: Manifest,
+    pub(crate) mapped: u64,
+    pub(crate) descriptor: RawFd,
+}
+
+/// Opens the library `file` holds, and returns its root module, manifest,
+/// the bytes it maps and its descriptor. `name` is the plugin's path, for
+/// messages.
 ///
 /// A descriptor whose library was mapped stays open for good: glibc knows
 /// the library by the name `/proc/self/fd/N`, and would hand it back for a
 /// later file opened under the same number.
-pub(crate) fn open(file: File, name: &Path) -> Result<(PluginRootRef, Manifest, u64), LoadError> {
+pub(crate) fn open(file: File, name: &Path) -> Result<Library, LoadError> {
     let by_fd = fd_path(&file);
     // SAFETY: loading a library runs its initialisers; the caller has run the
     // trust check on this descriptor, which is all the safety there is for
     // native code.
-    let library = unsafe { Library::open(Some(&by_fd), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+    let library = unsafe { Dl::open(Some(&by_fd), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
         // dlopen's messages name the file it opened: name the plugin's.
         let reason = error_chain(&e).replace(&*by_fd.to_string_lossy(), &name.to_string_lossy());
         LoadError::new(format!("cannot load: {reason}"))
     })?;
     let mapped = mapped_bytes(&file);
-    let _kept = file.into_raw_fd();
+    let descriptor = file.into_raw_fd();
     // Never closed, see the module doc.
-    let library: &'static Library = Box::leak(Box::new(library));
+    let library: &'static Dl = Box::leak(Box::new(library));
 
     // SAFETY: abi_stable exports this symbol as a static whose address reads
     // as an `AbiHeaderRef`, exactly as `abi_header_from_raw_library` reads it.
@@ -93,7 +103,12 @@ pub(crate) fn open(file: File, name: &Path) -> Result<(PluginRootRef, Manifest, 
             manifest.name
         )));
     }
-    Ok((root, manifest, mapped))
+    Ok(Library {
+        root,
+        manifest,
+        mapped,
+        descriptor,
+    })
 }
 
 /// The name by which this process reaches what `file` holds.

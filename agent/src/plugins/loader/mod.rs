@@ -52,6 +52,9 @@ pub(crate) struct Origin {
     pub(crate) id: FileId,
     /// Bytes of the process's address space the opened copy maps.
     pub(crate) mapped_bytes: u64,
+    /// The descriptor the code was opened by, never closed: an isolated
+    /// plugin's child process loads the same bytes from it.
+    pub(crate) descriptor: Option<std::os::fd::RawFd>,
 }
 
 impl Origin {
@@ -104,26 +107,37 @@ pub(crate) fn open_for_serving(
         }
         (State::Error, e.reason)
     };
-    let (root, manifest, id, mapped_bytes) = match staging {
+    let (library, id) = match staging {
         Some(staging) => staging.open(checked, file).map_err(failed)?,
         None => {
             let meta = checked
                 .metadata()
                 .map_err(|e| (State::Error, format!("cannot stat: {e}")))?;
             let id = FileId::from_metadata(&meta);
-            let (root, manifest, mapped) = load::open(checked, file).map_err(failed)?;
-            (root, manifest, id, mapped)
+            (load::open(checked, file).map_err(failed)?, id)
         }
     };
     Ok(Opened {
-        root,
-        manifest,
+        root: library.root,
+        manifest: library.manifest,
         origin: Origin {
             file: file.to_path_buf(),
             id,
-            mapped_bytes,
+            mapped_bytes: library.mapped,
+            descriptor: Some(library.descriptor),
         },
     })
+}
+
+/// Opens the library an agent handed over by descriptor (an isolated
+/// plugin's child process): the same `dlopen`, ABI and manifest checks.
+/// `name` is the plugin's path, for messages.
+pub(crate) fn open_descriptor(
+    file: std::fs::File,
+    name: &Path,
+) -> Result<(PluginRootRef, Manifest), String> {
+    let library = load::open(file, name).map_err(|e| e.reason)?;
+    Ok((library.root, library.manifest))
 }
 
 /// The identity of what a plugin path leads to now (symlinks followed).

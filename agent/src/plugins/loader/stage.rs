@@ -21,10 +21,9 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nova_agent_plugin_api::ffi::PluginRootRef;
 use serde::{Deserialize, Serialize};
 
-use super::load::{self, LoadError, Manifest};
+use super::load::{self, Library, LoadError};
 
 /// A file's identity and version: a changed one is a new build.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,25 +103,29 @@ impl Staging {
 
     /// Copies what `source` holds (the file the trust check approved) to an
     /// anonymous file and opens that. `name` is the plugin's path, for
-    /// messages. Returns the root module, manifest, the identity of the
-    /// copied content, and the bytes the copy maps.
+    /// messages. Returns the opened copy and the identity of the copied
+    /// content.
     pub(crate) fn open(
         &self,
         mut source: File,
         name: &Path,
-    ) -> Result<(PluginRootRef, Manifest, FileId, u64), LoadError> {
+    ) -> Result<(Library, FileId), LoadError> {
         let meta = source
             .metadata()
             .map_err(|e| LoadError::new(format!("cannot stat: {e}")))?;
         let id = FileId::from_metadata(&meta);
-        let copied = self
-            .anonymous_file()
-            .and_then(|mut copy| io::copy(&mut source, &mut copy).map(|_| copy));
+        // Readable by all (it has no name, and only root can reach it by
+        // /proc/<agent>/fd): an isolated plugin's child running as another
+        // user loads it by /proc/self/fd/4, which checks this mode.
+        let copied = self.anonymous_file().and_then(|mut copy| {
+            io::copy(&mut source, &mut copy)?;
+            copy.set_permissions(fs::Permissions::from_mode(0o444))?;
+            Ok(copy)
+        });
         let copy = copied.map_err(|e| {
             LoadError::new(format!("cannot copy it to {}: {e}", self.dir.display()))
         })?;
-        let (root, manifest, mapped) = load::open(copy, name)?;
-        Ok((root, manifest, id, mapped))
+        Ok((load::open(copy, name)?, id))
     }
 
     /// A new file without a name: in the staging directory, else in memory.
