@@ -167,7 +167,11 @@ fn serve(shared: &Arc<Shared>) -> ! {
             })) => {
                 if others == 0 {
                     let next = Arc::clone(shared);
-                    std::thread::spawn(move || serve(&next));
+                    // Without a thread to spare, the next message waits
+                    // for this request to end.
+                    let _ = std::thread::Builder::new()
+                        .name("request".into())
+                        .spawn(move || serve(&next));
                 }
                 run(shared, id, &command, &arguments, channel);
             }

@@ -99,6 +99,8 @@ pub(crate) struct Parts {
     pub(crate) output: ChildStderr,
     pub(crate) host: Arc<HostBox>,
     pub(crate) memory_limit: u64,
+    /// The longest a message to the child may take to write.
+    pub(crate) write_timeout: Duration,
     pub(crate) ready: Sender<Result<Provided, String>>,
     /// Told how the child ended (`None`: a stop was asked for), before any
     /// request hears of it.
@@ -119,6 +121,12 @@ impl Link {
             .socket
             .try_clone()
             .map_err(|e| format!("cannot duplicate the socket: {e}"))?;
+        // A child that stops reading (stopped, or every thread stuck) must
+        // not hold a request past its timeout in a write: the request then
+        // times out and the child is killed.
+        writer
+            .set_write_timeout(Some(parts.write_timeout))
+            .map_err(|e| format!("cannot set the socket's write timeout: {e}"))?;
         let pid = parts.child.id();
         let output = end::collect_output(plugin, pid, parts.output);
         let link = Arc::new(Link {

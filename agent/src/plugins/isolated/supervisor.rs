@@ -133,6 +133,7 @@ impl Supervisor {
                 output: spawned.output,
                 host: Arc::clone(&self.host),
                 memory_limit: self.settings.memory_bytes,
+                write_timeout: self.settings.timeout,
                 ready,
                 on_end: Box::new(move |cause| {
                     if let Some(supervisor) = me.upgrade() {
