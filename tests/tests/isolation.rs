@@ -582,3 +582,31 @@ fn an_isolated_plugin_whose_init_fails_is_not_loaded_and_leaves_no_child() {
         },
     );
 }
+
+#[test]
+fn config_check_runs_isolated_plugins_in_their_child_and_notes_unknown_names() {
+    let sandbox = crash_sandbox(
+        "\n[isolation]\nprocess = [\"crash-fixture\", \"not-installed\"]\nuser = \"no-such-user\"\n",
+    );
+    let out = sandbox.cli(&["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "note: [isolation] process names plugin 'not-installed', which is not installed"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "user 'no-such-user' does not exist; set [isolation] user to an existing user"
+        ),
+        "{text}"
+    );
+
+    sandbox.write_config(ISOLATED);
+    let out = sandbox.cli(&["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(": ok (4 plugins loaded"), "{text}");
+}

@@ -55,6 +55,13 @@ pub(crate) fn check(config: &Config) -> Result<(String, bool)> {
             ));
         }
     }
+    for name in &config.isolation.process {
+        if !registry.plugins.iter().any(|p| &p.manifest.name == name) {
+            notes.push(format!(
+                "[isolation] process names plugin '{name}', which is not installed"
+            ));
+        }
+    }
     for c in &registry.conflicts {
         notes.push(format!(
             "{} '{}' is provided by {}; '{}' serves it",
