@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    cores, cpu_model, median, micros, option, release_fixture, report, rss_anon_kb, rss_kb,
-    spawn_agent, stop, wait_for_socket, LineClient,
+    cores, cpu_model, median, micros, option, release_fixture, report, rollup_kb, rss_anon_kb,
+    rss_kb, spawn_agent, stop, wait_for_socket, LineClient,
 };
 use nova_agent_tests::procs::children;
 use nova_agent_tests::Sandbox;
@@ -84,15 +84,4 @@ fn main() {
     for (_, mut agent) in agents {
         stop(&mut agent);
     }
-}
-
-/// A field of /proc/<pid>/smaps_rollup, in kB.
-fn rollup_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }

@@ -1,6 +1,7 @@
 //! Benchmark (not a test): the unix-socket round trip of `version`, side by
 //! side with qemu-guest-agent's `guest-ping` through the same client loop;
-//! the time from `nova-agent run` to the first answered request; idle RSS.
+//! the time from `nova-agent run` to the first answered request (idle memory:
+//! the `idle_memory` bench).
 //!
 //! `cargo bench -p nova-agent-tests --bench roundtrip [-- --requests N]`
 //! Results go to stdout; docs/performance.md records them with the machine.
@@ -14,8 +15,8 @@ use nova_agent_tests::Sandbox;
 
 mod common;
 use common::{
-    cores, cpu_model, median, micros, option, report, rss_anon_kb, rss_kb, spawn_agent, stop,
-    wait_for_socket, LineClient,
+    cores, cpu_model, median, micros, option, report, rss_kb, spawn_agent, stop, wait_for_socket,
+    LineClient,
 };
 
 const WARMUP: usize = 2_000;
@@ -105,7 +106,6 @@ fn main() {
     }
 
     start_up_time();
-    idle_rss();
 }
 
 /// From spawning `nova-agent run` to the first `version` answer, 20 times.
@@ -135,36 +135,4 @@ fn start_up_time() {
         micros(samples[samples.len() / 2]) / 1000.0,
         micros(*samples.last().unwrap()) / 1000.0
     );
-}
-
-/// RSS of an agent with every built-in plugin loaded, idle after 100 requests.
-/// RSS of an idle agent after 100 requests: with issue 2's three plugins,
-/// then with every real plugin the workspace builds.
-fn idle_rss() {
-    for every_plugin in [false, true] {
-        let sandbox = Sandbox::with_builtins();
-        let mut label = "core, json and unix-socket loaded".to_owned();
-        if every_plugin {
-            let mut names = Vec::new();
-            for entry in std::fs::read_dir(nova_agent_tests::artifacts()).unwrap() {
-                let path = entry.unwrap().path();
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                if name.starts_with("libnova_agent_plugin_") && name.ends_with(".so") {
-                    sandbox.add_plugin(&path);
-                    names.push(name);
-                }
-            }
-            label = format!("all {} plugins loaded", names.len());
-        }
-        let mut agent = spawn_agent(&sandbox);
-        wait_for_socket(&sandbox.socket);
-        LineClient::open(&sandbox.socket, br#"{"name": "version"}"#, None).round_trips(100);
-        std::thread::sleep(Duration::from_millis(200));
-        println!(
-            "\nidle RSS, {label}, after 100 requests: {} kB ({} kB anonymous)",
-            rss_kb(agent.id()),
-            rss_anon_kb(agent.id())
-        );
-        stop(&mut agent);
-    }
 }

@@ -315,11 +315,23 @@ fn plugins_list_shows_the_child_its_restarts_and_its_last_failure() {
 
     let out = sandbox.cli(&["plugins", "list"]);
     let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("    isolated (process): "))
+        .unwrap_or_else(|| panic!("no isolation line in {text}"));
     assert!(
-        text.contains(&format!(
-            "\n    isolated (process): pid {restarted}, 1 restart\n"
-        )),
-        "{text}"
+        line.starts_with(&format!("    isolated (process): pid {restarted} ("))
+            && line.contains(" resident, ")
+            && line.ends_with(" proportional), 1 restart"),
+        "{line}"
+    );
+    let memory = &status["memory"];
+    assert!(memory["rss_bytes"].as_u64().unwrap() > 0, "{status:#}");
+    assert!(memory["pss_bytes"].as_u64().unwrap() > 0, "{status:#}");
+    let live = sandbox.plugin_entry("crash-fixture");
+    assert!(
+        live["resident"]["rss_bytes"].as_u64().unwrap() > 0,
+        "the agent maps the library to read its manifest: {live:#}"
     );
     assert!(
         text.contains(&format!("\n    last failure {at}: {segv}\n")),

@@ -131,9 +131,16 @@ fn plugin(out: &mut String, e: &Entry) {
         let pid = isolation
             .pid
             .map_or("no process running".to_owned(), |pid| format!("pid {pid}"));
+        let memory = isolation.memory.map_or(String::new(), |m| {
+            format!(
+                " ({} resident, {} proportional)",
+                bytes(m.rss_bytes),
+                bytes(m.pss_bytes)
+            )
+        });
         let _ = writeln!(
             out,
-            "    isolated ({}): {pid}, {}",
+            "    isolated ({}): {pid}{memory}, {}",
             isolation.mode,
             count(isolation.restarts as usize, "restart")
         );
@@ -149,9 +156,10 @@ fn plugin(out: &mut String, e: &Entry) {
         if let Some(generation) = live.generation {
             let _ = writeln!(
                 out,
-                "    generation {generation}, loaded {}, {} mapped; {} requests, {} failed",
+                "    generation {generation}, loaded {}, {} mapped ({} resident); {} requests, {} failed",
                 live.loaded_at.as_deref().unwrap_or("-"),
                 bytes(live.mapped_bytes),
+                bytes(live.resident.rss_bytes),
                 live.requests.served,
                 live.requests.failed
             );

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::plugins::loader::{self, State};
+use crate::plugins::loader::{self, process_memory, resident, Resident, State};
 use crate::plugins::record::PluginRecord;
 use crate::plugins::registry::{Conflict, Registry, Superseded};
 
@@ -53,6 +53,9 @@ pub(crate) struct IsolationView {
     pub(crate) last_failure: Option<String>,
     /// RFC 3339, UTC.
     pub(crate) last_failure_at: Option<String>,
+    /// The child's memory while one runs.
+    #[serde(default)]
+    pub(crate) memory: Option<Resident>,
 }
 
 /// What only a running agent knows about a plugin.
@@ -67,6 +70,9 @@ pub(crate) struct Live {
     /// RFC 3339, UTC.
     pub(crate) loaded_at: Option<String>,
     pub(crate) mapped_bytes: u64,
+    /// How much of that is in memory now.
+    #[serde(default)]
+    pub(crate) resident: Resident,
     pub(crate) requests: Requests,
     pub(crate) superseded: Superseded,
 }
@@ -177,6 +183,7 @@ pub(crate) fn live_view(registry: &Registry, channels: Vec<ChannelView>) -> View
                 live.loaded_at =
                     Some(humantime::format_rfc3339_seconds(instance.loaded_at).to_string());
                 live.mapped_bytes = instance.origin.mapped_bytes;
+                live.resident = instance.origin.descriptor.map(resident).unwrap_or_default();
                 live.requests = Requests { served, failed };
             }
             entry.live = Some(live);
@@ -243,6 +250,7 @@ fn entry(record: &PluginRecord, conflicts: &[Conflict]) -> Entry {
                 let (at, failure) = status.last_failure.unzip();
                 IsolationView {
                     mode: "process".to_owned(),
+                    memory: status.pid.and_then(process_memory),
                     pid: status.pid,
                     restarts: status.restarts,
                     last_failure: failure,

@@ -61,13 +61,22 @@ pub fn rss_anon_kb(pid: u32) -> u64 {
     status_kb(pid, "RssAnon:")
 }
 
+/// A field of /proc/<pid>/smaps_rollup (`Pss:`, `Private_Dirty:`), in kB.
+pub fn rollup_kb(pid: u32, key: &str) -> u64 {
+    field_kb(&format!("/proc/{pid}/smaps_rollup"), key)
+}
+
 pub fn rss_kb(pid: u32) -> u64 {
     status_kb(pid, "VmRSS:")
 }
 
 fn status_kb(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
+    field_kb(&format!("/proc/{pid}/status"), key)
+}
+
+fn field_kb(file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())

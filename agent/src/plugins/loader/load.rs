@@ -9,12 +9,13 @@
 //! closed: their code may still be running (hot swap) and abi_stable hands
 //! out `'static` references into them.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use libloading::os::unix::{Library as Dl, RTLD_LOCAL, RTLD_NOW};
+
+use super::footprint;
 use nova_agent_plugin_api::ffi::abi_stable::library::{
     AbiHeaderRef, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL,
 };
@@ -72,7 +73,7 @@ pub(crate) fn open(file: File, name: &Path) -> Result<Library, LoadError> {
         let reason = error_chain(&e).replace(&*by_fd.to_string_lossy(), &name.to_string_lossy());
         LoadError::new(format!("cannot load: {reason}"))
     })?;
-    let mapped = mapped_bytes(&file);
+    let mapped = footprint::mapped_bytes(&file);
     let descriptor = file.into_raw_fd();
     // Never closed, see the module doc.
     let library: &'static Dl = Box::leak(Box::new(library));
@@ -114,34 +115,6 @@ pub(crate) fn open(file: File, name: &Path) -> Result<Library, LoadError> {
 /// The name by which this process reaches what `file` holds.
 pub(crate) fn fd_path(file: &File) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
-}
-
-/// Bytes of this process's address space mapped from what `file` holds: the
-/// maps lines with its inode and the name the kernel gives it (the one
-/// `/proc/self/fd/N` reads, `... (deleted)` for an unlinked copy).
-pub(crate) fn mapped_bytes(file: &File) -> u64 {
-    let (Ok(meta), Ok(target)) = (file.metadata(), fs::read_link(fd_path(file))) else {
-        return 0;
-    };
-    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
-        return 0;
-    };
-    let (ino, wanted) = (meta.ino().to_string(), target.to_string_lossy());
-    maps.lines()
-        .filter_map(|line| {
-            let mut fields = line.splitn(6, ' ');
-            let range = fields.next()?;
-            let inode = fields.nth(3)?;
-            let name = fields.next()?.trim_start();
-            (inode == ino && name == wanted).then_some(range)
-        })
-        .filter_map(|range| {
-            let (start, end) = range.split_once('-')?;
-            let start = u64::from_str_radix(start, 16).ok()?;
-            let end = u64::from_str_radix(end, 16).ok()?;
-            Some(end.saturating_sub(start))
-        })
-        .sum()
 }
 
 /// A name the agent accepts for a plugin or for what it provides: not empty,
@@ -230,6 +203,8 @@ fn first_mismatch(report: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn a_file_that_is_not_a_library_gets_a_one_line_reason_naming_it() {
@@ -292,15 +267,6 @@ mod tests {
                 .any(|l| l.split_whitespace().nth(4) == Some(&*ino.to_string())),
             "the checked inode {ino} is not mapped"
         );
-    }
-
-    #[test]
-    fn mapped_bytes_counts_only_what_the_file_holds() {
-        let exe = File::open(std::env::current_exe().unwrap()).unwrap();
-        assert!(mapped_bytes(&exe) > 0);
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("x"), b"x").unwrap();
-        assert_eq!(mapped_bytes(&File::open(dir.path().join("x")).unwrap()), 0);
     }
 
     #[test]

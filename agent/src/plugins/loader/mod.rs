@@ -7,6 +7,7 @@
 //! check approved: the descriptor it checked, or a copy made from it, by
 //! `/proc/self/fd/N`, never a path looked up again.
 
+mod footprint;
 mod load;
 mod scan;
 mod stage;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use nova_agent_plugin_api::ffi::PluginRootRef;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use footprint::{process_memory, resident, Resident};
 pub(crate) use load::{valid_name, Manifest};
 pub(crate) use scan::{is_candidate_name, scan};
 pub(crate) use stage::{FileId, Staging};
