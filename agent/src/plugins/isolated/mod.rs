@@ -6,9 +6,10 @@
 //! The child is this binary in its hidden `plugin-host` mode ([`child`]).
 //! It gets the library the agent checked and opened (its descriptor, fd 4),
 //! loads it with the same loader and ABI check, runs `init`, and serves
-//! commands over a socketpair (fd 3, [`wire`]). The plugin sees the same
+//! commands over a socketpair (fd 3; what the plugin's own threads send
+//! goes over a second one, fd 5; frames in [`wire`]). The plugin sees the same
 //! `Host` and `Call`: its log, metadata reads, command list and gates travel
-//! to the agent. The agent side ([`supervisor`], [`link`]) gives the
+//! to the agent. The agent side ([`supervisor`], [`link`], [`end`]) gives the
 //! registry ordinary command objects, so the dispatcher, gates, deny,
 //! counters and hot swap do not know the difference.
 //!

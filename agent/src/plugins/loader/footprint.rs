@@ -98,7 +98,7 @@ pub(crate) fn resident(descriptor: RawFd) -> Resident {
     resident
 }
 
-/// A whole process's memory (/proc/<pid>/smaps_rollup); `None` once it is
+/// A whole process's memory (`/proc/<pid>/smaps_rollup`); `None` once it is
 /// gone.
 pub(crate) fn process_memory(pid: u32) -> Option<Resident> {
     let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
