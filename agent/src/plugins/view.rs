@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::plugins::loader::{self, process_memory, resident, Resident, State};
+use crate::plugins::loader::{self, process_memory, Resident, Smaps, State};
 use crate::plugins::record::PluginRecord;
 use crate::plugins::registry::{Conflict, Registry, Superseded};
 
@@ -156,6 +156,7 @@ pub(crate) fn offline_view(registry: &Registry, config: &Config) -> View {
 
 /// The running agent's view.
 pub(crate) fn live_view(registry: &Registry, channels: Vec<ChannelView>) -> View {
+    let smaps = Smaps::read();
     let plugins = registry
         .plugins
         .iter()
@@ -183,7 +184,11 @@ pub(crate) fn live_view(registry: &Registry, channels: Vec<ChannelView>) -> View
                 live.loaded_at =
                     Some(humantime::format_rfc3339_seconds(instance.loaded_at).to_string());
                 live.mapped_bytes = instance.origin.mapped_bytes;
-                live.resident = instance.origin.descriptor.map(resident).unwrap_or_default();
+                live.resident = instance
+                    .origin
+                    .descriptor
+                    .map(|fd| smaps.resident(fd))
+                    .unwrap_or_default();
                 live.requests = Requests { served, failed };
             }
             entry.live = Some(live);

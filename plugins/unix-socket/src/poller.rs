@@ -70,13 +70,6 @@ impl Poller {
         Ok(self.timer.set(expiration, TimerSetTimeFlags::empty())?)
     }
 
-    /// Stops the timer and forgets an expiry not waited for, so that its
-    /// event is not reported again once re-armed (a timerfd stays readable
-    /// until read or set).
-    pub(crate) fn clear_timer(&self) -> io::Result<()> {
-        Ok(self.timer.unset()?)
-    }
-
     /// Lets the timer's event, once taken, be reported again.
     pub(crate) fn rearm_timer(&self) -> io::Result<()> {
         self.modify(&self.timer, TIMER, READ_ONCE)
@@ -102,6 +95,13 @@ impl Poller {
     pub(crate) fn wait(&self) -> io::Result<Option<u64>> {
         let mut events = [EpollEvent::empty()];
         match self.epoll.wait(&mut events, EpollTimeout::NONE) {
+            Ok(1) if events[0].data() == TIMER => {
+                // Taken: a timerfd stays readable until read, and would be
+                // reported again at each re-arm (a busy loop) until set
+                // anew. Non-blocking: a `set_timer` meanwhile cleared it.
+                let _ = self.timer.wait();
+                Ok(Some(TIMER))
+            }
             Ok(n) => Ok((n == 1).then(|| events[0].data())),
             Err(Errno::EINTR) => Ok(None),
             Err(e) => Err(e.into()),
@@ -173,11 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn a_cleared_timer_is_not_reported_again_once_re_armed() {
+    fn a_timer_event_taken_is_not_reported_again_once_re_armed() {
         let poller = Poller::new().unwrap();
         poller.set_timer(Duration::from_millis(1)).unwrap();
         assert_eq!(poller.wait().unwrap(), Some(TIMER));
-        poller.clear_timer().unwrap();
         poller.rearm_timer().unwrap();
         poller.wake_all();
         // An expired timer left as it was would come first, for ever.

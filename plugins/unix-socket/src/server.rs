@@ -421,18 +421,6 @@ impl Server {
         }
     }
 
-    /// Nothing is due: stops the timer, which would otherwise stay readable
-    /// and wake a worker again at each re-arm (a busy loop), unless a
-    /// connection that turned idle meanwhile has set it.
-    fn clear_timer_unless_scheduled(&self, poller: &Poller) {
-        let sweep_at = lock(&self.sweep_at);
-        if sweep_at.is_none() {
-            if let Err(e) = poller.clear_timer() {
-                warn!("cannot stop the idle timer of {}: {e}", self.path.display());
-            }
-        }
-    }
-
     /// The timer's event: closes the connections idle for `idle_timeout`,
     /// sets the timer for the next one due, re-arms it.
     fn sweep(&self, poller: &Poller) {
@@ -455,9 +443,8 @@ impl Server {
                 }
             }
         }
-        match next {
-            Some(at) => self.schedule(poller, at),
-            None => self.clear_timer_unless_scheduled(poller),
+        if let Some(at) = next {
+            self.schedule(poller, at);
         }
         if let Err(e) = poller.rearm_timer() {
             warn!(

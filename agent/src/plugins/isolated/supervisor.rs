@@ -61,6 +61,18 @@ struct State {
     retired: bool,
 }
 
+impl State {
+    /// Counts a failure: its cause, and the wait before the next start,
+    /// which it returns.
+    fn failed(&mut self, settings: &Settings, cause: &str) -> Duration {
+        self.failures_in_a_row += 1;
+        let delay = super::restart_delay(settings, self.failures_in_a_row);
+        self.retry_at = Some(Instant::now() + delay);
+        self.last_failure = Some((SystemTime::now(), cause.to_owned()));
+        delay
+    }
+}
+
 /// Why a child could not be started, and whether its end already counted
 /// it as a failure.
 struct StartFailure {
@@ -177,10 +189,7 @@ impl Supervisor {
             state.link = None;
         }
         let Some(cause) = cause else { return };
-        state.failures_in_a_row += 1;
-        let delay = super::restart_delay(&self.settings, state.failures_in_a_row);
-        state.retry_at = Some(Instant::now() + delay);
-        state.last_failure = Some((SystemTime::now(), cause.clone()));
+        let delay = state.failed(&self.settings, &cause);
         if state.retired || !state.serving {
             return;
         }
@@ -236,11 +245,7 @@ impl Supervisor {
                     self.plugin, failure.reason
                 );
                 if !failure.recorded {
-                    let mut state = lock(&self.state);
-                    state.failures_in_a_row += 1;
-                    let delay = super::restart_delay(&self.settings, state.failures_in_a_row);
-                    state.retry_at = Some(Instant::now() + delay);
-                    state.last_failure = Some((SystemTime::now(), reason.clone()));
+                    lock(&self.state).failed(&self.settings, &reason);
                     tracing::warn!(plugin = %self.plugin, "{reason}");
                 }
                 Err(reason)

@@ -73,29 +73,37 @@ pub(crate) fn mapped_bytes(file: &File) -> u64 {
         .sum()
 }
 
-/// How much of the library `descriptor` holds is in memory now.
-pub(crate) fn resident(descriptor: RawFd) -> Resident {
-    let (Some(library), Ok(smaps)) = (
-        Library::of(descriptor),
-        fs::read_to_string("/proc/self/smaps"),
-    ) else {
-        return Resident::default();
-    };
-    let mut resident = Resident::default();
-    let mut inside = false;
-    for line in smaps.lines() {
-        // A header starts with the range; a field line with its name.
-        if line
-            .split(' ')
-            .next()
-            .is_some_and(|first| range_len(first).is_some())
-        {
-            inside = library.range_in(line).is_some();
-        } else if inside {
-            resident.add(line);
-        }
+/// This process's /proc/self/smaps, read once for any number of libraries.
+pub(crate) struct Smaps(String);
+
+impl Smaps {
+    /// Empty when it cannot be read: every library then reads as not in
+    /// memory.
+    pub(crate) fn read() -> Smaps {
+        Smaps(fs::read_to_string("/proc/self/smaps").unwrap_or_default())
     }
-    resident
+
+    /// How much of the library `descriptor` holds is in memory.
+    pub(crate) fn resident(&self, descriptor: RawFd) -> Resident {
+        let mut resident = Resident::default();
+        let Some(library) = Library::of(descriptor) else {
+            return resident;
+        };
+        let mut inside = false;
+        for line in self.0.lines() {
+            // A header starts with the range; a field line with its name.
+            if line
+                .split(' ')
+                .next()
+                .is_some_and(|first| range_len(first).is_some())
+            {
+                inside = library.range_in(line).is_some();
+            } else if inside {
+                resident.add(line);
+            }
+        }
+        resident
+    }
 }
 
 /// A whole process's memory (`/proc/<pid>/smaps_rollup`); `None` once it is
@@ -134,7 +142,8 @@ mod tests {
     fn a_mapped_file_is_counted_and_an_unmapped_one_is_not() {
         let exe = File::open(std::env::current_exe().unwrap()).unwrap();
         assert!(mapped_bytes(&exe) > 0);
-        let exe_resident = resident(exe.as_raw_fd());
+        let smaps = Smaps::read();
+        let exe_resident = smaps.resident(exe.as_raw_fd());
         assert!(exe_resident.rss_bytes > 0, "{exe_resident:?}");
         assert!(exe_resident.pss_bytes > 0, "{exe_resident:?}");
         assert!(
@@ -146,8 +155,8 @@ mod tests {
         fs::write(dir.path().join("x"), b"x").unwrap();
         let unmapped = File::open(dir.path().join("x")).unwrap();
         assert_eq!(mapped_bytes(&unmapped), 0);
-        assert_eq!(resident(unmapped.as_raw_fd()), Resident::default());
-        assert_eq!(resident(-1), Resident::default());
+        assert_eq!(smaps.resident(unmapped.as_raw_fd()), Resident::default());
+        assert_eq!(smaps.resident(-1), Resident::default());
 
         let me = process_memory(std::process::id()).unwrap();
         assert!(me.rss_bytes >= exe_resident.rss_bytes, "{me:?}");

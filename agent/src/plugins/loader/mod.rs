@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use nova_agent_plugin_api::ffi::PluginRootRef;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use footprint::{process_memory, resident, Resident};
+pub(crate) use footprint::{process_memory, Resident, Smaps};
 pub(crate) use load::{valid_name, Manifest};
 pub(crate) use scan::{is_candidate_name, scan};
 pub(crate) use stage::{FileId, Staging};
