@@ -35,7 +35,7 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! nova-agent-plugin-api = "0.2"
+//! nova-agent-plugin-api = "0.2.2"
 //! serde_json = "1"
 //! tracing = "0.1"
 //! ```
@@ -70,6 +70,8 @@
 //! export_plugin! {
 //!     name: "hello",
 //!     description: "answers `hello`",
+//!     // Every object `init` returns, by name (see below).
+//!     provides: { commands: ["hello"] },
 //!     init: init,
 //! }
 //!
@@ -110,11 +112,22 @@
 //! through its exported `init`, as the agent does, and also drives a
 //! parser end to end (bytes in, bytes out).
 //!
+//! `provides` lists what `init` returns (`exchanges`, `parsers`, `commands`
+//! and `gates`, each optional, in that order). `export_plugin!` writes it
+//! into the file's manifest section ([`manifest`]), which the agent reads
+//! without running any of the plugin's code: it loads a plugin only when
+//! one of its objects is first needed, which keeps the code of idle plugins
+//! out of memory. The agent refuses a plugin whose `init` provides other
+//! names than it declared.
+//!
 //! # Rules of the ABI
 //!
 //! - The agent refuses a plugin built against an incompatible version of this
 //!   crate (`0.x`: the same minor or a newer one) or whose types differ, with
 //!   a one-line reason.
+//! - A plugin file carries its manifest (name, version, the version of this
+//!   crate it was built against, what it provides) in the ELF section
+//!   [`manifest::SECTION`], in the format [`manifest`] documents.
 //! - `init` receives the [`Host`] and the plugin's config table. It must not
 //!   open a transport or touch the system: the agent also loads plugins just to
 //!   list them and check their config.
@@ -140,7 +153,8 @@
 //!   [`ErrorKind::Disabled`].
 //!
 //! Modules: [`testing`] holds the stand-ins for the agent; [`ffi`] is the raw
-//! ABI, which only the agent needs.
+//! ABI and [`manifest`] the manifest section's format, which only the agent
+//! needs.
 
 // The crate doc shows a plugin's tests beside the plugin, as its author writes them.
 #![allow(clippy::test_attr_in_doctest)]
@@ -150,6 +164,7 @@ mod export;
 pub mod ffi;
 mod guard;
 mod log;
+pub mod manifest;
 mod provides;
 pub mod testing;
 mod types;

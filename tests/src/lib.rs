@@ -220,6 +220,18 @@ impl Sandbox {
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// json, unix-socket and the swap fixture (`build`: `v1`, `v2`,
+    /// `init-error`) as `libswap.so`, whose `version` and `features` are then
+    /// the only commands. `extra` is appended to the config.
+    pub fn with_swap_fixture(build: &str, extra: &str) -> Sandbox {
+        let sandbox = Sandbox::empty();
+        sandbox.add_plugin(&plugin("json"));
+        sandbox.add_plugin(&plugin("unix-socket"));
+        sandbox.install_as(&test_plugin(&format!("swap-{build}")), "libswap.so");
+        sandbox.write_config(extra);
+        sandbox
+    }
+
     /// `nova-agent <args> --config <sandbox config>`, run to completion.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(agent_bin())

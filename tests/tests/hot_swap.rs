@@ -10,18 +10,6 @@ use nova_agent_tests::{hammer, nova, plugin, test_plugin, Agent, Sandbox};
 const WAIT: Duration = Duration::from_secs(30);
 const SWAP_FILE: &str = "libswap.so";
 
-/// json, unix-socket and the swap fixture (`build`) as `libswap.so`; its
-/// `version` and `features` are the only commands. `extra` is appended to
-/// the config.
-fn swap_sandbox(build: &str, extra: &str) -> Sandbox {
-    let sandbox = Sandbox::empty();
-    sandbox.add_plugin(&plugin("json"));
-    sandbox.add_plugin(&plugin("unix-socket"));
-    sandbox.install_as(&test_plugin(&format!("swap-{build}")), SWAP_FILE);
-    sandbox.write_config(extra);
-    sandbox
-}
-
 fn version_of(build: &str) -> String {
     nova("0", &format!("swap-{build}"))
 }
@@ -45,7 +33,7 @@ fn wait_for_answer(agent: &Agent, expected: &str) -> Duration {
 
 #[test]
 fn fifty_swaps_under_continuous_requests_lose_none() {
-    let sandbox = swap_sandbox("v2", "");
+    let sandbox = Sandbox::with_swap_fixture("v2", "");
     let agent = sandbox.start();
     assert_eq!(agent.call("version"), version_of("v2"));
 
@@ -106,8 +94,10 @@ fn fifty_swaps_under_continuous_requests_lose_none() {
 
 #[test]
 fn a_broken_build_keeps_the_old_one_serving_and_says_why() {
-    let sandbox = swap_sandbox("v1", "");
+    let sandbox = Sandbox::with_swap_fixture("v1", "");
     let agent = sandbox.start();
+    // Its first call loads it: from then on a new build is loaded at once.
+    assert_eq!(agent.call("version"), version_of("v1"));
     let expect_error = |count: usize, needle: &str, on_disk: serde_json::Value| {
         agent.wait_for_logged("plugin not loaded:", count);
         assert_eq!(agent.call("version"), version_of("v1"));
@@ -182,15 +172,22 @@ fn a_deleted_plugin_finishes_its_request_then_is_gone() {
 
 #[test]
 fn sighup_and_plugins_reload_retry_what_a_directory_change_does_not() {
-    let sandbox = swap_sandbox("v1", "");
+    let sandbox = Sandbox::with_swap_fixture("v1", "");
     let ready = sandbox.path().join("ready");
     sandbox.write_config(&format!(
         "[plugins.swap-fixture]\nready_file = \"{}\"\n",
         ready.display()
     ));
     let mut agent = sandbox.start();
-    let unknown = nova("404", "No such agent command 'version'");
-    assert_eq!(agent.call("version"), unknown);
+    // Installed, it loads at its first call, whose init fails.
+    let failing = nova(
+        "500",
+        &format!(
+            "plugin 'swap-fixture' cannot be loaded: init failed: waiting for {}",
+            ready.display()
+        ),
+    );
+    assert_eq!(agent.call("version"), failing);
     let entry = sandbox.plugin_entry("swap-fixture");
     assert_eq!(entry["state"], "error", "{entry:#}");
     assert!(
@@ -201,7 +198,7 @@ fn sighup_and_plugins_reload_retry_what_a_directory_change_does_not() {
     // Nothing in the plugin directory changed: no reload on its own.
     std::fs::write(&ready, b"").unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(agent.call("version"), unknown);
+    assert_eq!(agent.call("version"), failing);
     unsafe { libc::kill(agent.pid(), libc::SIGHUP) };
     wait_for_answer(&agent, &version_of("v1"));
 
@@ -239,8 +236,9 @@ fn sighup_and_plugins_reload_retry_what_a_directory_change_does_not() {
 
 #[test]
 fn a_failed_reload_exits_1_and_the_live_list_shows_channels() {
-    let sandbox = swap_sandbox("v1", "");
+    let sandbox = Sandbox::with_swap_fixture("v1", "");
     let agent = sandbox.start();
+    assert_eq!(agent.call("version"), version_of("v1"));
     sandbox.install_as(&test_plugin("swap-init-error"), SWAP_FILE);
     agent.wait_for_logged("plugin not loaded:", 1);
     let out = sandbox.cli(&["plugins", "reload"]);
@@ -355,7 +353,7 @@ fn packaging(path: &str) -> std::path::PathBuf {
 
 #[test]
 fn the_package_triggers_ask_the_running_agent_to_reload_and_are_quiet_without_one() {
-    let sandbox = swap_sandbox("v1", "");
+    let sandbox = Sandbox::with_swap_fixture("v1", "");
     let path = agent_on_path(&sandbox);
     let triggers = std::fs::read_to_string(packaging("debian/nova-agent.triggers")).unwrap();
     assert!(triggers.contains("\ninterest-noawait /usr/lib/nova-agent/plugins\n"));
@@ -416,7 +414,7 @@ fn without_root_plugins_list_falls_back_to_the_files() {
         eprintln!("skipped: needs root to run a command as another user");
         return;
     }
-    let sandbox = swap_sandbox("v1", "");
+    let sandbox = Sandbox::with_swap_fixture("v1", "");
     let _agent = sandbox.start();
     let out = std::process::Command::new(nova_agent_tests::agent_bin())
         .args(["plugins", "list", "--json", "--config"])

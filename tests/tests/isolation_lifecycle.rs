@@ -202,6 +202,14 @@ fn an_isolated_plugin_whose_init_fails_is_not_loaded_and_leaves_no_child() {
     sandbox.install_as(&test_plugin("swap-init-error"), file);
     sandbox.write_config("\n[isolation]\nprocess = [\"swap-fixture\"]\n");
     let agent = sandbox.start();
+    // Installed, it loads (its child starts) at its first call.
+    assert_eq!(
+        agent.call("version"),
+        nova(
+            "500",
+            "plugin 'swap-fixture' cannot be loaded: init failed: the fixture's init refuses to start"
+        )
+    );
     let entry = sandbox.plugin_entry("swap-fixture");
     assert_eq!(entry["state"], "error", "{entry:#}");
     assert_eq!(

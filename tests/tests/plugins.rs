@@ -80,10 +80,6 @@ fn bad_plugins_are_reported_with_a_one_line_reason_and_skipped() {
             "incompatible plugin ABI: mismatched package in type PluginRoot \
              (expected nova-agent-plugin-api, found nova-agent-test-plugin-skewed-abi)",
         ),
-        (
-            "libnova_agent_test_plugin_unresolved",
-            "undefined symbol: nova_agent_test_missing_symbol",
-        ),
     ] {
         let p = entry(&list, name);
         assert_eq!(p["state"], "error", "{p}");
@@ -92,6 +88,12 @@ fn bad_plugins_are_reported_with_a_one_line_reason_and_skipped() {
         assert!(!error.contains('\n'), "{name}: {error}");
     }
     assert_eq!(entry(&list, "panic-fixture")["state"], "loaded");
+    // Its manifest section says what it provides: listing it loads nothing,
+    // so its missing symbol shows at first use (and in `config check`).
+    let unresolved = entry(&list, "unresolved-fixture");
+    assert_eq!(unresolved["state"], "loaded", "{unresolved}");
+    assert_eq!(unresolved["in_memory"], false, "{unresolved}");
+    assert_eq!(unresolved["commands"], serde_json::json!(["missing"]));
 }
 
 #[test]
@@ -100,12 +102,19 @@ fn panicking_command_answers_500_and_agent_keeps_serving() {
     let agent = sandbox.start();
     let log = agent.log();
     assert!(log.contains(OLD_API_REASON), "{log}");
-    assert!(
-        log.contains("undefined symbol: nova_agent_test_missing_symbol"),
-        "{log}"
-    );
 
     let mut client = agent.connect();
+    // Installed, it loads at its first call, which finds the missing symbol.
+    let missing: serde_json::Value =
+        serde_json::from_str(&client.request(r#"{"name": "missing", "value": ""}"#)).unwrap();
+    assert_eq!(missing["returncode"], "500", "{missing}");
+    let message = missing["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("plugin 'unresolved-fixture' cannot be loaded: cannot load: ")
+            && message.contains("undefined symbol: nova_agent_test_missing_symbol"),
+        "{message}"
+    );
+    agent.wait_for_log("undefined symbol: nova_agent_test_missing_symbol");
     for _ in 0..3 {
         assert_eq!(
             client.request(r#"{"name": "panic", "value": ""}"#),
@@ -257,8 +266,9 @@ fn offline_plugins_list_says_no_agent_runs_and_exits_1_on_a_broken_file() {
     assert_eq!(
         first,
         format!(
-            "no agent is running (nothing answers on {}): these are the plugin files on disk, \
-             loaded and initialised by this command",
+            "no agent is running (nothing answers on {}): these are the plugin files on disk \
+             as this command read them, without loading them (`installed`: trusted, \
+             manifest read; the agent loads it at first use)",
             control.display()
         )
     );

@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::cli::render;
 use crate::config::Config;
+use crate::plugins::pipeline::Needed;
 use crate::plugins::{self, loader::State};
 
 /// The report, and whether everything is in order.
@@ -17,7 +18,7 @@ pub(crate) fn check(config: &Config) -> Result<(String, bool)> {
     if !config.is_embedded() && !config.root.is_dir() {
         problems.push(format!("root {} is not a directory", config.root.display()));
     }
-    let loaded = plugins::load_once(config);
+    let loaded = plugins::load_once(config, &Needed::everything());
     let registry = &loaded.registry;
     for (dir, problem) in &registry.dir_problems {
         problems.push(format!("plugin directory {}: {problem}", dir.display()));

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::daemon::control;
 use crate::plugins;
 use crate::plugins::loader::State;
+use crate::plugins::pipeline::Needed;
 use crate::plugins::view::{self, ReloadReport, View};
 
 /// `plugins list`: the listing, and whether every entry is in order (no
@@ -70,7 +71,7 @@ fn in_order(view: &View) -> bool {
 
 /// The files, loaded by this process (and retired again).
 fn offline(config: &Config) -> View {
-    let loaded = plugins::load_once(config);
+    let loaded = plugins::load_once(config, &Needed::default());
     view::offline_view(&loaded.registry, config)
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::plugins::loader::State;
 use crate::plugins::view::{Entry, ReloadReport, View};
 
 /// The first line of the text listing when an agent answered.
@@ -11,7 +12,8 @@ pub(crate) const LIVE_NOTE: &str = "the running agent's live view; a plugin's ge
 /// Ends the first line of the listing (text) or the note on stderr (JSON)
 /// when no agent answered.
 pub(crate) const OFFLINE_NOTE: &str =
-    "these are the plugin files on disk, loaded and initialised by this command";
+    "these are the plugin files on disk as this command read them, without loading them \
+     (`installed`: trusted, manifest read; the agent loads it at first use)";
 
 /// `1 channel`, `2 channels`.
 pub(crate) fn count(n: usize, noun: &str) -> String {
@@ -27,6 +29,7 @@ pub(crate) fn reload(report: &ReloadReport) -> String {
     let mut out = String::new();
     for (what, lines) in [
         ("loaded", &report.loaded),
+        ("installed (loads at first use)", &report.installed),
         ("replaced", &report.replaced),
         ("removed", &report.removed),
         ("failed", &report.failed),
@@ -104,13 +107,11 @@ fn plugin(out: &mut String, e: &Entry) {
     } else {
         &e.version
     };
-    let _ = writeln!(
-        out,
-        "{} {version} [{}] {}",
-        e.name,
-        e.state.as_str(),
-        e.file
-    );
+    let state = match e.state {
+        State::Loaded if !e.in_memory => "installed",
+        other => other.as_str(),
+    };
+    let _ = writeln!(out, "{} {version} [{state}] {}", e.name, e.file);
     for (kind, names) in [
         ("exchanges", &e.exchanges),
         ("parsers", &e.parsers),

@@ -15,13 +15,15 @@ use nova_agent_plugin_api::ErrorKind;
 
 use crate::config::Config;
 use crate::plugins::dispatch::{Dispatcher, RequestContext};
+use crate::plugins::pipeline::Needed;
+use crate::plugins::wake::Waker;
 use crate::plugins::{self, Loaded};
 
 const COMMAND: &str = "resetnetwork";
 
 /// Prints the response; `Ok(true)` when the command succeeded.
 pub(crate) fn reset_network(config: &Config) -> Result<bool> {
-    let loaded = plugins::load_once(config);
+    let loaded = plugins::load_once(config, &Needed::everything());
     let (response, ok) = run(config, &loaded)?;
     drop(loaded);
     if !response.is_empty() {
@@ -59,9 +61,11 @@ fn run(config: &Config, loaded: &Loaded) -> Result<(String, bool)> {
         )
     })?;
     tracing::info!("resetnetwork with the metadata of channel {name}");
+    let waker = Waker::default();
     let dispatcher = Dispatcher {
         table: &registry.table,
         policy: &loaded.policy,
+        waker: &waker,
         context: RequestContext {
             channel: &name,
             exchange,

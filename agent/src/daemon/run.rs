@@ -43,7 +43,7 @@ pub(crate) fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<(
 
     let _pidfile = pidfile.map(Pidfile::create).transpose()?;
     let config = Arc::new(config);
-    let plugins = Arc::new(Plugins::new(Arc::clone(&config)));
+    let plugins = Plugins::new(Arc::clone(&config));
     // Reload jobs queue up until the reload thread starts, after the first
     // load.
     let (reloads, jobs) = mpsc::channel();
@@ -56,7 +56,17 @@ pub(crate) fn run(config: Config, pidfile: Option<&std::path::Path>) -> Result<(
         .instances()
         .map(|i| i.name().to_owned())
         .collect();
+    let installed: Vec<String> = plugins
+        .registry()
+        .plugins
+        .iter()
+        .filter(|r| r.is_installed())
+        .map(|r| r.manifest.name.clone())
+        .collect();
     tracing::info!("plugins loaded: {}", loaded.join(", "));
+    if !installed.is_empty() {
+        tracing::info!("plugins loading at first use: {}", installed.join(", "));
+    }
     if plugins.serving_channels() == 0 {
         let reasons: Vec<String> = plugins
             .channels()

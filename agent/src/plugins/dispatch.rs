@@ -27,7 +27,8 @@ use nova_agent_plugin_api::ffi::{
 use nova_agent_plugin_api::ErrorKind;
 
 use crate::plugins::gates::Gates;
-use crate::plugins::registry::Table;
+use crate::plugins::registry::{Asleep, Table};
+use crate::plugins::wake::Waker;
 
 /// Who may run: `[commands] deny`, and the state of every gate (see
 /// `gates`). The gates' declarations come from the serving table.
@@ -51,6 +52,11 @@ impl Policy {
     /// Some gate is closed: the agent writes nothing of its own.
     pub(crate) fn any_gate_closed(&self) -> bool {
         self.gates.any_closed()
+    }
+
+    /// The names of the closed gates (declared by a loaded plugin or not).
+    pub(crate) fn closed_gates(&self) -> Vec<String> {
+        self.gates.closed_names()
     }
 
     /// Why `command` may not run under `table` now: `Some("")` when denied,
@@ -118,6 +124,8 @@ impl FfiCall for RequestContext<'_> {
 pub(crate) struct Dispatcher<'a> {
     pub(crate) table: &'a Table,
     pub(crate) policy: &'a Policy,
+    /// Loads the plugin of a command that is installed but not loaded.
+    pub(crate) waker: &'a Waker,
     pub(crate) context: RequestContext<'a>,
 }
 
@@ -201,18 +209,66 @@ pub(crate) fn label(outcome: &FfiOutcome) -> &'static str {
 
 impl Dispatcher<'_> {
     /// Runs `call` if the policy lets it, and counts it against the
-    /// command's plugin.
+    /// command's plugin; a command whose plugin is installed but not loaded
+    /// loads it first (unless the policy refuses the call).
     pub(crate) fn dispatch(&self, call: &FfiParsedCall) -> FfiOutcome {
         let name = call.command.as_str();
-        let channel = self.context.channel;
         let started = Instant::now();
-        let Some(command) = self.table.commands.get(name) else {
-            let outcome = agent_outcome(ErrorKind::UnknownCommand, "");
-            log_answer(channel, None, name, &outcome, started.elapsed());
-            return outcome;
+        if self.table.commands.contains_key(name) {
+            return self.run(self.table, call, started);
+        }
+        let Some(asleep) = self.table.asleep.get(name) else {
+            return self.answer(
+                None,
+                name,
+                agent_outcome(ErrorKind::UnknownCommand, ""),
+                started,
+            );
         };
+        let plugin = Some(asleep.plugin.as_str());
+        if let Some(reason) = self.policy.refusal(self.table, name) {
+            return self.answer(
+                plugin,
+                name,
+                agent_outcome(ErrorKind::Disabled, &reason),
+                started,
+            );
+        }
+        let woken = match &asleep.error {
+            Some(error) => Err(cannot_load(&asleep.plugin, error)),
+            None => self.waker.wake(&asleep.plugin),
+        };
+        let table = match woken {
+            Ok(table) => table,
+            Err(message) => {
+                let outcome = agent_outcome(ErrorKind::Failed, &message);
+                return self.answer(plugin, name, outcome, started);
+            }
+        };
+        if table.commands.contains_key(name) {
+            return self.run(&table, call, started);
+        }
+        // It failed to load, or its file changed since it was inspected.
+        let outcome = match table.asleep.get(name) {
+            Some(Asleep {
+                plugin,
+                error: Some(error),
+            }) => agent_outcome(ErrorKind::Failed, &cannot_load(plugin, error)),
+            Some(asleep) => agent_outcome(
+                ErrorKind::Failed,
+                &format!("plugin '{}' is not loaded", asleep.plugin),
+            ),
+            None => agent_outcome(ErrorKind::UnknownCommand, ""),
+        };
+        self.answer(plugin, name, outcome, started)
+    }
+
+    /// Runs a loaded command of `table` if the policy lets it.
+    fn run(&self, table: &Table, call: &FfiParsedCall, started: Instant) -> FfiOutcome {
+        let name = call.command.as_str();
+        let command = &table.commands[name];
         let plugin = command.plugin();
-        let mut outcome = match self.policy.refusal(self.table, name) {
+        let mut outcome = match self.policy.refusal(table, name) {
             Some(reason) => agent_outcome(ErrorKind::Disabled, &reason),
             None => {
                 let context = FfiCall_TO::from_ptr(&self.context, TD_Opaque);
@@ -224,7 +280,7 @@ impl Dispatcher<'_> {
         };
         if outcome.kind == ErrorKind::Panicked.to_u8() {
             tracing::error!(
-                channel,
+                channel = self.context.channel,
                 plugin,
                 command = name,
                 "command {name:?} panicked: {}",
@@ -233,9 +289,30 @@ impl Dispatcher<'_> {
             outcome.text =
                 format!("command '{name}' failed unexpectedly; see the agent's log").into();
         }
-        log_answer(channel, Some(plugin), name, &outcome, started.elapsed());
+        self.answer(Some(plugin), name, outcome, started)
+    }
+
+    fn answer(
+        &self,
+        plugin: Option<&str>,
+        name: &str,
+        outcome: FfiOutcome,
+        started: Instant,
+    ) -> FfiOutcome {
+        log_answer(
+            self.context.channel,
+            plugin,
+            name,
+            &outcome,
+            started.elapsed(),
+        );
         outcome
     }
+}
+
+/// What a command answers while its plugin cannot be loaded.
+fn cannot_load(plugin: &str, error: &str) -> String {
+    format!("plugin '{plugin}' cannot be loaded: {error}")
 }
 
 #[cfg(test)]
@@ -312,9 +389,11 @@ mod tests {
     fn run(agent: &ToyAgent, command: &str, arguments: &str) -> FfiOutcome {
         let table = agent.serving.load_full();
         let exchange = &agent.registry.exchanges["queue"].object;
+        let waker = Waker::default();
         let dispatcher = Dispatcher {
             table: &table,
             policy: &agent.policy,
+            waker: &waker,
             context: RequestContext {
                 channel: "queue+lines",
                 exchange,

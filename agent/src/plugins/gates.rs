@@ -132,6 +132,19 @@ impl Gates {
     pub(crate) fn any_closed(&self) -> bool {
         self.closed_count.load(Ordering::Acquire) > 0
     }
+
+    /// The names of the closed gates.
+    pub(crate) fn closed_names(&self) -> Vec<String> {
+        if !self.any_closed() {
+            return Vec::new();
+        }
+        let closed = lock(&self.closed);
+        closed
+            .iter()
+            .filter(|(_, closed)| **closed)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
 }
 
 /// Gate names become file names.

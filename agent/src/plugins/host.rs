@@ -20,6 +20,7 @@ use nova_agent_plugin_api::LogLevel;
 use crate::logging;
 use crate::plugins::dispatch::Policy;
 use crate::plugins::registry::Table;
+use crate::plugins::wake::Waker;
 
 pub(crate) const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -33,6 +34,8 @@ pub(crate) struct AgentHost {
     /// The serving table. Weak: plugins hold their host, and the table holds
     /// the plugins.
     table: Weak<ArcSwap<Table>>,
+    /// Loads the plugin of a gate only a plugin not loaded declares.
+    waker: Arc<Waker>,
 }
 
 impl AgentHost {
@@ -42,6 +45,7 @@ impl AgentHost {
         apply: bool,
         policy: &Arc<Policy>,
         table: &Arc<ArcSwap<Table>>,
+        waker: &Arc<Waker>,
     ) -> Self {
         AgentHost {
             root: root.to_string_lossy().into_owned(),
@@ -49,6 +53,7 @@ impl AgentHost {
             apply,
             policy: Arc::clone(policy),
             table: Arc::downgrade(table),
+            waker: Arc::clone(waker),
         }
     }
 
@@ -64,17 +69,39 @@ impl AgentHost {
             .unwrap_or_default()
     }
 
+    /// Every command, loaded or not: one not loaded yet is enabled unless
+    /// the policy refuses it or its plugin failed to load, and is assumed
+    /// to answer its successes (a plugin declares only names).
     fn command_list(&self) -> Vec<FfiCommandInfo> {
         let table = self.table();
-        table
-            .commands
-            .iter()
-            .map(|(name, command)| FfiCommandInfo {
+        let loaded = table.commands.iter().map(|(name, command)| {
+            let enabled = self.policy.refusal(&table, name).is_none();
+            (name, enabled, command.object.success_response)
+        });
+        let asleep = table.asleep.iter().map(|(name, asleep)| {
+            let enabled = asleep.error.is_none() && self.policy.refusal(&table, name).is_none();
+            (name, enabled, true)
+        });
+        let mut list: Vec<FfiCommandInfo> = loaded
+            .chain(asleep)
+            .map(|(name, enabled, success_response)| FfiCommandInfo {
                 name: name.as_str().into(),
-                enabled: self.policy.refusal(&table, name).is_none(),
-                success_response: command.object.success_response,
+                enabled,
+                success_response,
             })
-            .collect()
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// The serving table, with the plugin declaring `gate` loaded if only a
+    /// plugin not loaded declares it.
+    fn table_declaring(&self, gate: &str) -> Arc<Table> {
+        let table = self.table();
+        match table.asleep_gates.get(gate) {
+            Some(plugin) => self.waker.wake(plugin).unwrap_or(table),
+            None => table,
+        }
     }
 }
 
@@ -122,7 +149,7 @@ impl FfiHost for AgentHost {
     fn set_gate(&self, gate: RStr<'_>, closed: bool) -> FfiResult<()> {
         guarded(RResult::RErr(agent_panicked()), || {
             self.policy
-                .set_gate(&self.table(), gate.as_str(), closed)
+                .set_gate(&self.table_declaring(gate.as_str()), gate.as_str(), closed)
                 .map_err(|e| FfiError::Failed(e.into()))
                 .into()
         })
@@ -154,6 +181,7 @@ mod tests {
             false,
             &policy,
             &serving,
+            &Arc::default(),
         );
         assert_eq!(host.root().as_str(), "/guest");
         assert!(!FfiHost::apply(&host));

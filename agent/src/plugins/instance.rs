@@ -21,6 +21,7 @@ use nova_agent_plugin_api::ffi::abi_stable::std_types::{RResult, RStr, RString, 
 use nova_agent_plugin_api::ffi::{
     CommandBox, ExchangeBox, HostBox, LifecycleBox, ParserBox, PluginRootRef,
 };
+use nova_agent_plugin_api::manifest::Declared;
 use nova_agent_plugin_api::Gate;
 use nova_agent_support::sync::{lock, wait_timeout};
 
@@ -101,10 +102,20 @@ impl Instance {
         };
         let gates: Vec<Gate> = provided.gates.iter().map(Gate::from).collect();
         let commands = provided.commands.iter().map(|c| c.name.to_string());
-        let checked = check_names("exchange", names(&provided.exchanges))
-            .and_then(|()| check_names("parser", names(&provided.parsers)))
-            .and_then(|()| check_names("command", commands.collect()))
-            .and_then(|()| check_names("gate", gates.iter().map(|g| g.name.clone()).collect()));
+        let provided_names = [
+            names(&provided.exchanges),
+            names(&provided.parsers),
+            commands.collect(),
+            gates.iter().map(|g| g.name.clone()).collect(),
+        ];
+        let checked = KINDS
+            .iter()
+            .zip(&provided_names)
+            .try_for_each(|(kind, names)| check_names(kind, names.clone()))
+            .and_then(|()| match &manifest.declared {
+                Some(declared) => check_declared(declared, &provided_names),
+                None => Ok(()),
+            });
         if let Err(reason) = checked {
             provided.lifecycle.shutdown();
             return Err(reason);
@@ -229,6 +240,36 @@ fn names<T>(list: &RVec<Tuple2<RString, T>>) -> Vec<String> {
     list.iter().map(|t| t.0.to_string()).collect()
 }
 
+/// The kinds of object a plugin provides, in the order of [`Declared`]'s
+/// lists.
+const KINDS: [&str; 4] = ["exchange", "parser", "command", "gate"];
+
+/// What `init` provided is what the manifest section declared: the agent
+/// routed requests by the declaration before the plugin was loaded.
+fn check_declared(declared: &Declared, provided: &[Vec<String>; 4]) -> Result<(), String> {
+    let declared = [
+        &declared.exchanges,
+        &declared.parsers,
+        &declared.commands,
+        &declared.gates,
+    ];
+    for ((kind, declared), provided) in KINDS.iter().zip(declared).zip(provided) {
+        if let Some(extra) = provided.iter().find(|name| !declared.contains(name)) {
+            return Err(format!(
+                "init provided {kind} '{extra}', which its manifest does not declare; \
+                 list it in export_plugin!'s provides and rebuild"
+            ));
+        }
+        if let Some(missing) = declared.iter().find(|name| !provided.contains(name)) {
+            return Err(format!(
+                "its manifest declares {kind} '{missing}', which init did not provide; \
+                 fix export_plugin!'s provides and rebuild"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every name valid and none twice.
 fn check_names(kind: &str, names: Vec<String>) -> Result<(), String> {
     let mut seen = HashSet::new();
@@ -263,6 +304,34 @@ mod tests {
         );
         assert!(check_names("exchange", names(&[""])).is_err());
         assert!(check_names("gate", names(&["new\nline"])).is_err());
+    }
+
+    #[test]
+    fn what_init_provides_must_be_what_the_manifest_declared() {
+        let declared = Declared {
+            commands: vec!["version".into(), "features".into()],
+            gates: vec!["frozen".into()],
+            ..Declared::default()
+        };
+        let provided = |commands: &[&str], gates: &[&str]| {
+            let list = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+            [Vec::new(), Vec::new(), list(commands), list(gates)]
+        };
+        check_declared(&declared, &provided(&["features", "version"], &["frozen"])).unwrap();
+        assert_eq!(
+            check_declared(
+                &declared,
+                &provided(&["version", "features", "extra"], &["frozen"])
+            )
+            .unwrap_err(),
+            "init provided command 'extra', which its manifest does not declare; \
+             list it in export_plugin!'s provides and rebuild"
+        );
+        assert_eq!(
+            check_declared(&declared, &provided(&["version", "features"], &[])).unwrap_err(),
+            "its manifest declares gate 'frozen', which init did not provide; \
+             fix export_plugin!'s provides and rebuild"
+        );
     }
 
     #[test]

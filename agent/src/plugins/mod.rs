@@ -11,7 +11,9 @@
 //! - [`dispatch`]: runs a decoded call, and the policy (`deny`, gates) it
 //!   alone applies; [`gates`]: the gates' state, kept across restarts;
 //!   [`host`]: what plugins get from the agent;
-//! - [`view`]: what `plugins list` and `plugins reload` show, as data.
+//! - [`view`]: what `plugins list` and `plugins reload` show, as data;
+//! - [`wake`]: how a command's first call reaches the agent to load its
+//!   plugin.
 
 pub(crate) mod dispatch;
 pub(crate) mod gates;
@@ -23,6 +25,7 @@ pub(crate) mod pipeline;
 pub(crate) mod record;
 pub(crate) mod registry;
 pub(crate) mod view;
+pub(crate) mod wake;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -35,7 +38,7 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use dispatch::Policy;
 use host::AgentHost;
-use pipeline::{Inputs, Memory};
+use pipeline::{Inputs, Memory, Needed};
 use registry::{Registry, Table};
 
 /// The plugins as one pass of the loader left them, in a process that does
@@ -48,9 +51,10 @@ pub(crate) struct Loaded {
     _serving: Arc<ArcSwap<Table>>,
 }
 
-/// Opens, checks and initialises every plugin file in place, as the running
-/// agent's first load would (without staged copies), and resolves names.
-pub(crate) fn load_once(config: &Config) -> Loaded {
+/// One pass of the loader over the plugin files, in place (without staged
+/// copies), loading what `needed` says and leaving the rest installed; then
+/// names resolved. Nothing loads later: this process sets no waker.
+pub(crate) fn load_once(config: &Config, needed: &Needed) -> Loaded {
     let gates = gates::Gates::recorded_read_only(&config.state_dir);
     let policy = Arc::new(Policy::with_gates(config.deny.clone(), gates));
     let serving = Arc::new(ArcSwap::from_pointee(Table::default()));
@@ -60,12 +64,14 @@ pub(crate) fn load_once(config: &Config) -> Loaded {
         config.apply,
         &policy,
         &serving,
+        &Arc::default(),
     );
     let inputs = Inputs {
         config,
         host: &host,
         staging: None,
         retry: false,
+        needed,
     };
     let nothing = Registry::assemble(Vec::new(), BTreeMap::new(), &[], config);
     let found = pipeline::pass(&nothing, &inputs, &mut Memory::default());

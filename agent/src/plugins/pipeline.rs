@@ -11,14 +11,15 @@
 //! (disabled, a duplicate name, a failed `init`) is kept in its record and
 //! decided on again without reopening.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::plugins::host::AgentHost;
 use crate::plugins::instance::Instance;
-use crate::plugins::loader::{self, FileId, Opened, Origin, Staging, State};
+use crate::plugins::isolated;
+use crate::plugins::loader::{self, Checked, FileId, Manifest, Opened, Origin, Staging, State};
 use crate::plugins::record::PluginRecord;
 use crate::plugins::registry::{Registry, Superseded};
 use crate::plugins::view::ReloadReport;
@@ -32,6 +33,42 @@ pub(crate) struct Inputs<'a> {
     /// Whether files whose last load failed are tried again although they
     /// did not change (their `init` may depend on the system).
     pub(crate) retry: bool,
+    /// What must be loaded now rather than at first use.
+    pub(crate) needed: &'a Needed,
+}
+
+/// What a pass loads at once; every other plugin whose manifest section
+/// declares what it provides stays installed, and loads at first use.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Needed {
+    /// Every plugin (`config check`, `resetnetwork`).
+    pub(crate) everything: bool,
+    /// The exchanges and parsers the configured channels name.
+    pub(crate) exchanges: BTreeSet<String>,
+    pub(crate) parsers: BTreeSet<String>,
+    /// Gates recorded closed: their declarations are needed to hold
+    /// requests.
+    pub(crate) gates: BTreeSet<String>,
+}
+
+impl Needed {
+    pub(crate) fn everything() -> Needed {
+        Needed {
+            everything: true,
+            ..Needed::default()
+        }
+    }
+
+    /// What a serving agent loads at start: its channels' exchanges and
+    /// parsers, and the plugins that declare a gate recorded closed.
+    pub(crate) fn to_serve(config: &Config, closed_gates: Vec<String>) -> Needed {
+        Needed {
+            everything: false,
+            exchanges: config.channels.iter().map(|c| c.exchange.clone()).collect(),
+            parsers: config.channels.iter().map(|c| c.parser.clone()).collect(),
+            gates: closed_gates.into_iter().collect(),
+        }
+    }
 }
 
 /// What the running agent remembers between passes.
@@ -42,6 +79,9 @@ pub(crate) struct Memory {
     /// Files opened without a staged copy (start-up without a staging
     /// directory): `dlopen` would return their old code if asked again.
     pub(crate) opened_in_place: HashSet<PathBuf>,
+    /// The plugins loaded once in this process, by name: a new build of one
+    /// loads as soon as it is found (hot swap); others at first use.
+    pub(crate) awake: HashSet<String>,
 }
 
 /// What one pass found.
@@ -65,30 +105,54 @@ pub(crate) fn pass(current: &Registry, inputs: &Inputs<'_>, memory: &mut Memory)
             tracing::warn!("plugin directory {}: {problem}", dir.display());
         }
     }
-    let mut pass = Pass {
-        inputs,
-        memory,
-        report: ReloadReport::default(),
-        taken: HashMap::new(),
-    };
+    let mut pass = Pass::new(inputs, memory);
     let mut records = Vec::new();
     for file in files {
         let previous = current.plugins.iter().find(|r| r.file == file);
         let id = loader::current_id(&file);
         let record = match previous {
             Some(previous) if id.is_some() && previous.seen == id => pass.revisit(previous),
-            _ => pass.fresh(file, id, previous.and_then(|p| p.instance.clone())),
+            _ => pass.fresh(file, id, previous),
         };
-        if let Some(instance) = &record.instance {
-            pass.taken
-                .insert(instance.name().to_owned(), record.file.clone());
-        }
+        pass.take_name(&record);
         records.push(record);
     }
     Found {
         records,
         report: pass.report,
         dir_problems,
+    }
+}
+
+/// The pass of a first use: loads the installed plugin `name` (its file
+/// checked again, and inspected again if it changed) and leaves every other
+/// record as it is.
+pub(crate) fn wake(
+    current: &Registry,
+    inputs: &Inputs<'_>,
+    memory: &mut Memory,
+    name: &str,
+) -> Found {
+    memory.awake.insert(name.to_owned());
+    let mut pass = Pass::new(inputs, memory);
+    let mut records = Vec::new();
+    for previous in &current.plugins {
+        let record = if previous.is_installed() && previous.manifest.name == name {
+            pass.fresh(
+                previous.file.clone(),
+                loader::current_id(&previous.file),
+                Some(previous),
+            )
+        } else {
+            previous.clone()
+        };
+        pass.take_name(&record);
+        records.push(record);
+    }
+    Found {
+        records,
+        report: pass.report,
+        dir_problems: current.dir_problems.clone(),
     }
 }
 
@@ -137,10 +201,27 @@ struct Pass<'a, 'b> {
     taken: HashMap<String, PathBuf>,
 }
 
-impl Pass<'_, '_> {
+impl<'a, 'b> Pass<'a, 'b> {
+    fn new(inputs: &'a Inputs<'b>, memory: &'a mut Memory) -> Self {
+        Pass {
+            inputs,
+            memory,
+            report: ReloadReport::default(),
+            taken: HashMap::new(),
+        }
+    }
+
     /// A file whose content is the one its record describes.
     fn revisit(&mut self, previous: &PluginRecord) -> PluginRecord {
         let retry = self.inputs.retry;
+        if previous.dormant {
+            return match previous.seen {
+                Some(seen) if !self.wanted(&previous.manifest) => {
+                    self.installed(previous.file.clone(), previous.manifest.clone(), seen)
+                }
+                _ => self.fresh(previous.file.clone(), previous.seen, Some(previous)),
+            };
+        }
         match (&previous.instance, &previous.opened) {
             // A failed init is tried again only when asked.
             (serving, Some(opened)) if !previous.init_failed || retry => {
@@ -148,11 +229,9 @@ impl Pass<'_, '_> {
             }
             // The new content failed to open while the old serves: only
             // when asked.
-            (Some(instance), None) if retry && previous.error.is_some() => self.fresh(
-                previous.file.clone(),
-                previous.seen,
-                Some(Arc::clone(instance)),
-            ),
+            (Some(_), None) if retry && previous.error.is_some() => {
+                self.fresh(previous.file.clone(), previous.seen, Some(previous))
+            }
             (Some(instance), _) => match self.name_taken(instance.name(), &previous.file) {
                 // An earlier file took the name: that file serves it now.
                 Some(reason) => {
@@ -166,39 +245,137 @@ impl Pass<'_, '_> {
                 }
                 None => previous.clone(),
             },
-            (None, None) if retry => self.fresh(previous.file.clone(), previous.seen, None),
+            (None, None) if retry => {
+                self.fresh(previous.file.clone(), previous.seen, Some(previous))
+            }
             _ => previous.clone(),
         }
     }
 
-    /// A new or changed file, opened from a private copy.
+    /// A new or changed file: checked and inspected; then, when it is
+    /// needed now (or tells who it is only once loaded), opened from a
+    /// private copy and initialised.
+    ///
+    /// `previous` is the file's record before: its generation serving keeps
+    /// serving if the new content fails, and a manifest read before (from a
+    /// file installed or that failed to load) stands for one that can no
+    /// longer be read.
     fn fresh(
         &mut self,
         file: PathBuf,
         id: Option<FileId>,
-        serving: Option<Arc<Instance>>,
+        previous: Option<&PluginRecord>,
     ) -> PluginRecord {
-        match self.open(&file) {
-            Ok(opened) => self.decide(opened, serving),
-            Err((state, reason)) => {
-                self.fail(&file, &reason);
-                let mut record = match &serving {
-                    Some(instance) => PluginRecord {
-                        file: file.clone(),
-                        manifest: instance.manifest.clone(),
-                        state: State::Loaded,
-                        error: Some(keeps_serving(&reason, instance)),
-                        instance: Some(Arc::clone(instance)),
-                        opened: None,
-                        init_failed: false,
-                        seen: None,
-                        manifest_from_disk: false,
-                    },
-                    None => PluginRecord::failed(file, state, reason),
-                };
-                record.seen = id;
-                record
+        let serving = previous.and_then(|p| p.instance.clone());
+        let checked = match loader::check(&file, &self.inputs.config.plugin_dirs) {
+            Ok(checked) => checked,
+            Err(failure) => {
+                let known = previous
+                    .filter(|p| p.dormant || p.failed_to_load)
+                    .map(|p| p.manifest.clone());
+                return self.not_opened(file, id, serving, failure, known);
             }
+        };
+        let manifest = checked.manifest.clone();
+        if let Some(manifest) = &manifest {
+            let enabled = self.inputs.config.plugin_enabled(&manifest.name);
+            if serving.is_none() && (!enabled || !self.wanted(manifest)) {
+                let record = self.installed(file, manifest.clone(), checked.id);
+                if record.is_installed() {
+                    self.report.installed.push(format!(
+                        "{} {} ({})",
+                        manifest.name,
+                        manifest.version,
+                        record.file.display()
+                    ));
+                }
+                return record;
+            }
+        }
+        let seen = checked.id;
+        match self.open(&file, checked) {
+            Ok(opened) => self.decide(opened, serving),
+            Err(failure) => self.not_opened(file, Some(seen), serving, failure, manifest),
+        }
+    }
+
+    /// Whether a plugin is loaded now rather than at first use.
+    fn wanted(&self, manifest: &Manifest) -> bool {
+        let needed = self.inputs.needed;
+        let Some(declared) = &manifest.declared else {
+            return true;
+        };
+        needed.everything
+            || self.memory.awake.contains(&manifest.name)
+            || declared
+                .exchanges
+                .iter()
+                .any(|e| needed.exchanges.contains(e))
+            || declared.parsers.iter().any(|p| needed.parsers.contains(p))
+            || declared.gates.iter().any(|g| needed.gates.contains(g))
+    }
+
+    /// A file left installed, not loaded: under the plugin-name rule and
+    /// `enabled` like any other.
+    fn installed(&mut self, file: PathBuf, manifest: Manifest, seen: FileId) -> PluginRecord {
+        let mut record = PluginRecord::dormant(file, manifest, seen);
+        if let Some(reason) = self.name_taken(&record.manifest.name, &record.file) {
+            record.set_error(reason);
+        } else if let Some(reason) = self.not_isolable(&record.manifest) {
+            self.fail(&record.file, &reason);
+            record.set_error(reason);
+        } else {
+            record.enable(self.inputs.config);
+        }
+        record
+    }
+
+    /// A plugin listed in `[isolation] process` whose manifest declares an
+    /// exchange or a parser: refused before it is ever loaded.
+    fn not_isolable(&self, manifest: &Manifest) -> Option<String> {
+        let name = &manifest.name;
+        self.inputs.config.isolation.of(name)?;
+        let declared = manifest.declared.as_ref()?;
+        let exchanges = declared.exchanges.iter().map(|e| ("exchange", e));
+        let mut refused = exchanges.chain(declared.parsers.iter().map(|p| ("parser", p)));
+        let (kind, object) = refused.next()?;
+        Some(isolated::not_isolable(name, kind, object))
+    }
+
+    /// A file that could not be checked or opened. While an earlier
+    /// generation of it serves, that one keeps serving; a file whose
+    /// manifest section declared what it provides keeps that manifest, and
+    /// its commands answer the failure.
+    fn not_opened(
+        &mut self,
+        file: PathBuf,
+        id: Option<FileId>,
+        serving: Option<Arc<Instance>>,
+        (state, reason): loader::OpenFailure,
+        manifest: Option<Manifest>,
+    ) -> PluginRecord {
+        self.fail(&file, &reason);
+        let mut record = match &serving {
+            Some(instance) => {
+                PluginRecord::still_serving(file, instance, keeps_serving(&reason, instance))
+            }
+            None => PluginRecord::failed(file, state, reason),
+        };
+        record.seen = id;
+        if let Some(manifest) = manifest.filter(|m| serving.is_none() && m.declared.is_some()) {
+            record.manifest = manifest;
+            record.manifest_from_disk = true;
+            record.failed_to_load = true;
+        }
+        record
+    }
+
+    /// The plugin-name rule's bookkeeping: a record serving its name, or
+    /// installed to serve it at first use, takes it from later files.
+    fn take_name(&mut self, record: &PluginRecord) {
+        if record.holds_name() {
+            self.taken
+                .insert(record.manifest.name.clone(), record.file.clone());
         }
     }
 
@@ -231,6 +408,7 @@ impl Pass<'_, '_> {
         match Instance::init(opened, generation, config_json, host, isolation) {
             Ok(instance) => {
                 self.memory.generations.insert(name.clone(), generation);
+                self.memory.awake.insert(name.clone());
                 let new = &instance.manifest.version;
                 match serving.filter(|old| old.name() == name) {
                     Some(old) => self.report.replaced.push(format!(
@@ -257,14 +435,17 @@ impl Pass<'_, '_> {
                         record.error = Some(keeps_serving(&reason, &old));
                         record.instance = Some(old);
                     }
-                    None => record.set_error(reason),
+                    None => {
+                        record.failed_to_load = record.manifest.declared.is_some();
+                        record.set_error(reason);
+                    }
                 }
                 record
             }
         }
     }
 
-    fn open(&mut self, file: &Path) -> Result<Opened, loader::OpenFailure> {
+    fn open(&mut self, file: &Path, checked: Checked) -> Result<Opened, loader::OpenFailure> {
         let staging = self.inputs.staging;
         if staging.is_none() && !self.memory.opened_in_place.insert(file.to_path_buf()) {
             return Err((
@@ -274,7 +455,7 @@ impl Pass<'_, '_> {
                     .to_owned(),
             ));
         }
-        loader::open_for_serving(file, &self.inputs.config.plugin_dirs, staging)
+        loader::open_checked(checked, file, staging)
     }
 
     /// The plugin-name rule, for every path of a pass: a name served by an

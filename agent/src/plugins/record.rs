@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::plugins::instance::Instance;
 use crate::plugins::loader::{FileId, Manifest, Opened, State};
+use nova_agent_plugin_api::manifest::Declared;
 
 /// One file in a plugin directory and what became of it.
 #[derive(Debug, Clone)]
@@ -33,6 +34,12 @@ pub(crate) struct PluginRecord {
     pub(crate) seen: Option<FileId>,
     /// Whether `manifest` was read from the file's current content.
     pub(crate) manifest_from_disk: bool,
+    /// Installed: trusted and its manifest section read, its code not
+    /// loaded; it loads when one of its objects is first needed.
+    pub(crate) dormant: bool,
+    /// Its manifest declared what it provides, and loading it failed: its
+    /// commands are answered with the failure.
+    pub(crate) failed_to_load: bool,
 }
 
 impl PluginRecord {
@@ -55,7 +62,65 @@ impl PluginRecord {
             init_failed: false,
             seen: None,
             manifest_from_disk: false,
+            dormant: false,
+            failed_to_load: false,
         }
+    }
+
+    /// A file whose new content failed (`error`) while `instance`, an
+    /// earlier generation of it, keeps serving.
+    pub(crate) fn still_serving(file: PathBuf, instance: &Arc<Instance>, error: String) -> Self {
+        PluginRecord {
+            file,
+            manifest: instance.manifest.clone(),
+            state: State::Loaded,
+            error: Some(error),
+            instance: Some(Arc::clone(instance)),
+            opened: None,
+            init_failed: false,
+            seen: None,
+            manifest_from_disk: false,
+            dormant: false,
+            failed_to_load: false,
+        }
+    }
+
+    /// A file installed and inspected, not loaded.
+    pub(crate) fn dormant(file: PathBuf, manifest: Manifest, seen: FileId) -> Self {
+        PluginRecord {
+            file,
+            manifest,
+            state: State::Loaded,
+            error: None,
+            instance: None,
+            opened: None,
+            init_failed: false,
+            seen: Some(seen),
+            manifest_from_disk: true,
+            dormant: true,
+            failed_to_load: false,
+        }
+    }
+
+    /// Whether it takes its plugin name from files later in load order: it
+    /// serves, or would at first use.
+    pub(crate) fn holds_name(&self) -> bool {
+        self.instance.is_some() || self.is_installed()
+    }
+
+    /// Installed and free to load at first use (not disabled, its name not
+    /// taken).
+    pub(crate) fn is_installed(&self) -> bool {
+        self.dormant && self.state == State::Loaded
+    }
+
+    /// What it provides while not loaded, as its manifest declares: its
+    /// commands then load it at first use, or answer its failure.
+    pub(crate) fn declared_while_unloaded(&self) -> Option<&Declared> {
+        if self.instance.is_some() || !(self.is_installed() || self.failed_to_load) {
+            return None;
+        }
+        self.manifest.declared.as_ref()
     }
 
     /// A module opened from the file, not initialised yet.
@@ -70,6 +135,8 @@ impl PluginRecord {
             opened: Some(opened),
             init_failed: false,
             manifest_from_disk: true,
+            dormant: false,
+            failed_to_load: false,
         }
     }
 

@@ -71,6 +71,28 @@ pub(crate) struct Table {
     pub(crate) commands: BTreeMap<String, Provided<CommandEntry>>,
     /// The gates the serving plugins declare, by name.
     pub(crate) gates: BTreeMap<String, Gate>,
+    /// Commands of plugins installed but not loaded: the first call loads
+    /// the plugin.
+    pub(crate) asleep: BTreeMap<String, Asleep>,
+    /// Gates only plugins not loaded declare, with the plugin to load for
+    /// each.
+    pub(crate) asleep_gates: BTreeMap<String, String>,
+}
+
+/// A command whose plugin is not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Asleep {
+    pub(crate) plugin: String,
+    /// Why its plugin could not be loaded; until a reload tries again, its
+    /// commands answer this.
+    pub(crate) error: Option<String>,
+}
+
+/// Who provides a command name: a loaded plugin, or one that loads at first
+/// use.
+enum Route {
+    Loaded(Provided<CommandEntry>),
+    Asleep(Asleep),
 }
 
 pub(crate) struct Registry {
@@ -99,28 +121,62 @@ impl Registry {
         let mut parsers = Candidates::default();
         let mut commands = Candidates::default();
         let mut gates = Candidates::default();
-        for instance in plugins.iter().filter_map(|p| p.instance.as_ref()) {
-            for (name, object) in &instance.exchanges {
-                exchanges.offer(name, instance, object);
-            }
-            for (name, object) in &instance.parsers {
-                parsers.offer(name, instance, object);
-            }
-            for (name, object) in &instance.commands {
-                commands.offer(name, instance, object);
-            }
-            for gate in &instance.gates {
-                gates.add(&gate.name, instance.name(), gate.clone());
+        let mut asleep_gates = BTreeMap::new();
+        for record in &plugins {
+            if let Some(instance) = &record.instance {
+                for (name, object) in &instance.exchanges {
+                    exchanges.offer(name, instance, object);
+                }
+                for (name, object) in &instance.parsers {
+                    parsers.offer(name, instance, object);
+                }
+                for (name, object) in &instance.commands {
+                    let provided = Provided {
+                        instance: Arc::clone(instance),
+                        object: Arc::clone(object),
+                    };
+                    commands.add(name, instance.name(), Route::Loaded(provided));
+                }
+                for gate in &instance.gates {
+                    gates.add(&gate.name, instance.name(), gate.clone());
+                }
+            } else if let Some(declared) = record.declared_while_unloaded() {
+                let plugin = &record.manifest.name;
+                let asleep = Asleep {
+                    plugin: plugin.clone(),
+                    error: record.error.clone().filter(|_| record.failed_to_load),
+                };
+                for name in &declared.commands {
+                    commands.add(name, plugin, Route::Asleep(asleep.clone()));
+                }
+                for gate in &declared.gates {
+                    asleep_gates
+                        .entry(gate.clone())
+                        .or_insert_with(|| plugin.clone());
+                }
             }
         }
         let mut conflicts = Vec::new();
         let no_preference = BTreeMap::new();
         let exchanges = exchanges.resolve("exchange", &no_preference, known, &mut conflicts);
-        let table = Table {
+        let mut table = Table {
             parsers: parsers.resolve("parser", &no_preference, known, &mut conflicts),
-            commands: commands.resolve("command", &config.prefer, known, &mut conflicts),
             gates: gates.resolve("gate", &no_preference, known, &mut conflicts),
+            ..Table::default()
         };
+        let routes = commands.resolve("command", &config.prefer, known, &mut conflicts);
+        for (name, route) in routes {
+            match route {
+                Route::Loaded(provided) => {
+                    table.commands.insert(name, provided);
+                }
+                Route::Asleep(asleep) => {
+                    table.asleep.insert(name, asleep);
+                }
+            }
+        }
+        asleep_gates.retain(|gate, _| !table.gates.contains_key(gate));
+        table.asleep_gates = asleep_gates;
         Registry {
             exchanges,
             table: Arc::new(table),
@@ -155,7 +211,12 @@ impl Registry {
         for (command, plugin) in &config.prefer {
             let provides = self
                 .instances()
-                .any(|i| i.name() == plugin && i.commands.iter().any(|(name, _)| name == command));
+                .any(|i| i.name() == plugin && i.commands.iter().any(|(name, _)| name == command))
+                || self.plugins.iter().any(|r| {
+                    &r.manifest.name == plugin
+                        && r.declared_while_unloaded()
+                            .is_some_and(|d| d.commands.contains(command))
+                });
             if !provides {
                 tracing::warn!(
                     "[commands] prefer names plugin '{plugin}' for '{command}', which it does not provide"

@@ -54,6 +54,7 @@ pub(crate) fn instance(
             name: name.to_owned(),
             version: "1.0.0".to_owned(),
             description: "test".to_owned(),
+            declared: None,
         },
         origin: Origin::default(),
     };
@@ -135,6 +136,7 @@ impl ToyAgent {
             config.apply,
             &policy,
             &serving,
+            &Arc::default(),
         );
         let toy = instance("toy", ffi_init!(toy), 1, &host).expect("the toy plugin loads");
         let registry = registry(vec![toy], config);

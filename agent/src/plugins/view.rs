@@ -27,6 +27,11 @@ pub(crate) struct Entry {
     pub(crate) description: String,
     pub(crate) file: String,
     pub(crate) state: State,
+    /// Whether its code is loaded. A plugin in state `loaded` that is not is
+    /// installed: trusted and its manifest read, and it loads when one of
+    /// its objects is first needed.
+    #[serde(default)]
+    pub(crate) in_memory: bool,
     pub(crate) error: Option<String>,
     pub(crate) exchanges: Vec<String>,
     pub(crate) parsers: Vec<String>,
@@ -113,6 +118,10 @@ pub(crate) struct ChannelView {
 pub(crate) struct ReloadReport {
     /// `name version (generation N)` of plugins that were not serving before.
     pub(crate) loaded: Vec<String>,
+    /// `name version (file)` of new or changed files left installed: they
+    /// load at first use.
+    #[serde(default)]
+    pub(crate) installed: Vec<String>,
     /// `name old → new (generation N)`.
     pub(crate) replaced: Vec<String>,
     pub(crate) removed: Vec<String>,
@@ -127,6 +136,7 @@ pub(crate) struct ReloadReport {
 impl ReloadReport {
     pub(crate) fn changed(&self) -> bool {
         !(self.loaded.is_empty()
+            && self.installed.is_empty()
             && self.replaced.is_empty()
             && self.removed.is_empty()
             && self.failed.is_empty()
@@ -222,14 +232,18 @@ fn problems(dir_problems: &[(PathBuf, String)]) -> Vec<String> {
 }
 
 /// A file's entry: what it provides is what its serving generation's `init`
-/// returned (nothing without one).
+/// returned, or, while it is not loaded, what its manifest declares.
 fn entry(record: &PluginRecord, conflicts: &[Conflict]) -> Entry {
     let m = &record.manifest;
-    let [exchanges, parsers, commands] = record
-        .instance
-        .as_ref()
-        .map(|instance| instance.provided())
-        .unwrap_or_default();
+    let [exchanges, parsers, commands] = match (&record.instance, &m.declared) {
+        (Some(instance), _) => instance.provided(),
+        (None, Some(declared)) => [
+            declared.exchanges.clone(),
+            declared.parsers.clone(),
+            declared.commands.clone(),
+        ],
+        (None, None) => Default::default(),
+    };
     let shadowed = conflicts
         .iter()
         .filter(|c| c.chosen != m.name && c.plugins.contains(&m.name))
@@ -241,6 +255,7 @@ fn entry(record: &PluginRecord, conflicts: &[Conflict]) -> Entry {
         description: m.description.clone(),
         file: record.file.display().to_string(),
         state: record.state,
+        in_memory: record.instance.is_some(),
         error: record.error.clone(),
         exchanges,
         parsers,

@@ -63,5 +63,6 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "ssh-hostkeys",
     description: "the guest's SSH host key fingerprints, as ssh-keygen -l shows them",
+    provides: { commands: ["ssh-hostkeys"] },
     init: init,
 }

@@ -43,6 +43,7 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "core",
     description: "the agent's version and the list of its commands",
+    provides: { commands: ["version", "features"] },
     init: init,
 }
 

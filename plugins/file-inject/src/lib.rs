@@ -185,5 +185,6 @@ fn provides(state: State) -> Provides {
 export_plugin! {
     name: "file-inject",
     description: "files from the host (ssh keys, personality files), written under the root",
+    provides: { commands: ["injectfile", "file_inject"] },
     init: init,
 }

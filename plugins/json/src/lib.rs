@@ -242,6 +242,7 @@ fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "json",
     description: "the Nova JSON protocol",
+    provides: { parsers: ["json"] },
     init: init,
 }
 

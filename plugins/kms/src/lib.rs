@@ -178,5 +178,6 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "kms",
     description: "registers a Red Hat guest with RHN or subscription-manager from the host's activation key",
+    provides: { commands: ["kmsactivate"] },
     init: init,
 }

@@ -61,5 +61,6 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "network",
     description: "the guest's network, hostname, /etc/hosts and DNS from the host's vm-data",
+    provides: { commands: ["resetnetwork"] },
     init: init,
 }

@@ -140,5 +140,6 @@ fn provides(state: State) -> Provides {
 export_plugin! {
     name: "password",
     description: "root's password from the host: Diffie-Hellman key exchange, then the encrypted password",
+    provides: { commands: ["keyinit", "password"] },
     init: init,
 }

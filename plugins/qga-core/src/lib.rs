@@ -130,5 +130,24 @@ pub(crate) fn provides(host: Host, system: Arc<System>) -> Provides {
 export_plugin! {
     name: "qga-core",
     description: "QGA basics: sync, ping, info, OS info, host name, time, time zone, users, load, shutdown, suspend",
+    provides: {
+        commands: [
+            "guest-sync",
+            "guest-sync-delimited",
+            "guest-ping",
+            "guest-info",
+            "guest-get-osinfo",
+            "guest-get-host-name",
+            "guest-get-load",
+            "guest-get-time",
+            "guest-set-time",
+            "guest-get-timezone",
+            "guest-get-users",
+            "guest-shutdown",
+            "guest-suspend-disk",
+            "guest-suspend-ram",
+            "guest-suspend-hybrid",
+        ],
+    },
     init: init,
 }

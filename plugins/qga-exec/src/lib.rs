@@ -107,6 +107,7 @@ fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "qga-exec",
     description: "QGA guest-exec and guest-exec-status: run a program the host asks for",
+    provides: { commands: ["guest-exec", "guest-exec-status"] },
     init: init,
 }
 

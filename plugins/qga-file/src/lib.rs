@@ -356,5 +356,15 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "qga-file",
     description: "QGA guest-file-*: open, read, write, seek and close files under the agent's root, by handle",
+    provides: {
+        commands: [
+            "guest-file-open",
+            "guest-file-close",
+            "guest-file-read",
+            "guest-file-write",
+            "guest-file-seek",
+            "guest-file-flush",
+        ],
+    },
     init: init,
 }

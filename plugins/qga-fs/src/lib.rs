@@ -223,5 +223,18 @@ fn system(host: &Host) -> (Paths, Arc<dyn Filesystems>) {
 export_plugin! {
     name: "qga-fs",
     description: "QEMU guest agent commands for filesystems and disks: fsfreeze, fstrim, fsinfo, disks, diskstats",
+    provides: {
+        commands: [
+            "guest-fsfreeze-status",
+            "guest-fsfreeze-freeze",
+            "guest-fsfreeze-freeze-list",
+            "guest-fsfreeze-thaw",
+            "guest-fstrim",
+            "guest-get-fsinfo",
+            "guest-get-disks",
+            "guest-get-diskstats",
+        ],
+        gates: [freeze::GATE],
+    },
     init: init,
 }

@@ -74,6 +74,17 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "qga-hardware",
     description: "QGA commands on network interfaces, vCPUs, CPU times and memory blocks",
+    provides: {
+        commands: [
+            "guest-network-get-interfaces",
+            "guest-get-vcpus",
+            "guest-get-cpustats",
+            "guest-set-vcpus",
+            "guest-get-memory-blocks",
+            "guest-set-memory-blocks",
+            "guest-get-memory-block-info",
+        ],
+    },
     init: init,
 }
 

@@ -60,5 +60,13 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "qga-users",
     description: "QGA guest-set-user-password and guest-ssh-*-authorized-keys, for the accounts under the agent's root",
+    provides: {
+        commands: [
+            "guest-set-user-password",
+            "guest-ssh-get-authorized-keys",
+            "guest-ssh-add-authorized-keys",
+            "guest-ssh-remove-authorized-keys",
+        ],
+    },
     init: init,
 }

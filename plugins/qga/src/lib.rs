@@ -125,6 +125,7 @@ fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "qga",
     description: "the QEMU guest agent protocol, as qemu-ga 7.2 speaks it",
+    provides: { parsers: ["qga"] },
     init: init,
 }
 

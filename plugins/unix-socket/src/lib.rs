@@ -224,6 +224,7 @@ fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "unix-socket",
     description: "local requests over a unix socket, one JSON line each",
+    provides: { exchanges: ["unix-socket"] },
     init: init,
 }
 

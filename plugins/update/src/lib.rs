@@ -135,5 +135,6 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "update",
     description: "the agent's self-update: download, verify, install, restart",
+    provides: { commands: ["agentupdate"] },
     init: init,
 }

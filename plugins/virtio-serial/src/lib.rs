@@ -129,5 +129,6 @@ fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "virtio-serial",
     description: "the QEMU guest agent's byte stream on a virtio-serial port, a serial line or a unix socket",
+    provides: { exchanges: [PLUGIN] },
     init: init,
 }

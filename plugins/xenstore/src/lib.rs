@@ -275,5 +275,6 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "xenstore",
     description: "the Nova host protocol over XenStore (data/host in, data/guest out)",
+    provides: { exchanges: ["xenstore"] },
     init: init,
 }

@@ -38,6 +38,7 @@ use crate::daemon::channels::in_flight::{InFlight, Slot};
 use crate::plugins::dispatch::{agent_outcome, Dispatcher, Policy, RequestContext};
 use crate::plugins::instance::Instance;
 use crate::plugins::registry::{Provided, Table};
+use crate::plugins::wake::Waker;
 
 /// Workers per channel: enough that a long command (a network reset, an
 /// update download) leaves room for `version` and friends.
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) stopping: Arc<AtomicBool>,
     /// The requests the workers are answering.
     pub(crate) in_flight: InFlight,
+    /// Loads the plugin of a command called for the first time.
+    pub(crate) waker: Arc<Waker>,
 }
 
 /// What the watchdog reads: how many workers are inside a request, and when
@@ -252,6 +255,7 @@ impl Worker {
         let dispatcher = Dispatcher {
             table,
             policy: &self.shared.policy,
+            waker: &self.shared.waker,
             context: RequestContext {
                 channel,
                 exchange: &self.exchange.object,

@@ -23,6 +23,7 @@ fn serve(parser: &str, deny: &[&str]) -> (Channels, ToyAgent, Arc<Queue>, impl D
         policy: Arc::clone(&agent.policy),
         stopping: Arc::default(),
         in_flight: Default::default(),
+        waker: Default::default(),
     });
     let mut channels = Channels::new(&config.channels);
     let all = channels.stale(&agent.registry);
@@ -212,6 +213,7 @@ fn serve_holding(parser: &str) -> (Channels, Arc<Shared>, Arc<Queue>, impl Drop)
         policy: Arc::clone(&agent.policy),
         stopping: Arc::default(),
         in_flight: Default::default(),
+        waker: Default::default(),
     });
     let mut channels = Channels::new(&config.channels);
     let all = channels.stale(&registry);

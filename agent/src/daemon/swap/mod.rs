@@ -22,11 +22,12 @@
 //! Not here: what triggers a reload ([`watch`], SIGHUP in `run`, the control
 //! socket in `control`).
 
+mod first_use;
 pub(crate) mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -40,9 +41,10 @@ use crate::plugins::gates::Gates;
 use crate::plugins::host::AgentHost;
 use crate::plugins::instance::{Instance, Retirement};
 use crate::plugins::loader::Staging;
-use crate::plugins::pipeline::{self, Found, Inputs, Memory};
+use crate::plugins::pipeline::{self, Found, Inputs, Memory, Needed};
 use crate::plugins::registry::{Registry, Table};
 use crate::plugins::view::{ChannelView, ReloadReport};
+use crate::plugins::wake::Wake;
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,8 @@ pub(crate) enum Trigger {
     Signal,
     /// `nova-agent plugins reload`.
     Request,
+    /// The first call of a command whose plugin is not loaded.
+    FirstUse,
 }
 
 impl Trigger {
@@ -74,6 +78,9 @@ pub(crate) struct Plugins {
     /// The registry serving, for views; its table is in `shared`.
     registry: ArcSwap<Registry>,
     state: Mutex<State>,
+    /// Set while a reload, holding `state`, waits for requests to finish: a
+    /// first use then gives up instead of waiting for it (see `first_use`).
+    draining: AtomicBool,
     channel_views: ArcSwap<Vec<ChannelView>>,
     activities: ArcSwap<Vec<(String, Arc<Activity>)>>,
 }
@@ -90,7 +97,9 @@ struct State {
 const RETIRE_PATIENCE: Duration = Duration::from_secs(30);
 
 impl Plugins {
-    pub(crate) fn new(config: Arc<Config>) -> Plugins {
+    /// The agent's plugins, none loaded yet; the first [`reload`](Self::reload)
+    /// loads what serving needs, and a command's first call its plugin.
+    pub(crate) fn new(config: Arc<Config>) -> Arc<Plugins> {
         let channels = Channels::new(&config.channels);
         let next_warning = config.warn_superseded_bytes;
         let shared = Arc::new(Shared {
@@ -101,6 +110,7 @@ impl Plugins {
             )),
             stopping: Default::default(),
             in_flight: Default::default(),
+            waker: Arc::default(),
         });
         let host = AgentHost::new(
             &config.root,
@@ -108,9 +118,10 @@ impl Plugins {
             config.apply,
             &shared.policy,
             &shared.table,
+            &shared.waker,
         );
         let empty = Registry::assemble(Vec::new(), BTreeMap::new(), &[], &config);
-        Plugins {
+        let plugins = Arc::new(Plugins {
             shared,
             config,
             host,
@@ -121,9 +132,13 @@ impl Plugins {
                 channels,
                 next_warning,
             }),
+            draining: AtomicBool::new(false),
             channel_views: ArcSwap::from_pointee(Vec::new()),
             activities: ArcSwap::from_pointee(Vec::new()),
-        }
+        });
+        let wake: Weak<dyn Wake> = Arc::downgrade(&plugins) as Weak<dyn Wake>;
+        plugins.shared.waker.set(wake);
+        plugins
     }
 
     /// The staging directory; `None` while a gate is closed (the start-up
@@ -160,17 +175,39 @@ impl Plugins {
             return ReloadReport::default();
         }
         let current = self.registry.load_full();
+        let needed = self.needed();
         let inputs = Inputs {
             config: &self.config,
             host: &self.host,
             staging: self.staging().and_then(|staging| staging.as_ref().ok()),
             retry: trigger.retries_failures(),
+            needed: &needed,
         };
+        let found = pipeline::pass(&current, &inputs, &mut state.memory);
+        self.publish(&mut state, current, found, trigger, started)
+    }
+
+    /// What serving needs loaded now: the channels' exchanges and parsers,
+    /// and the declarations of the gates recorded closed.
+    fn needed(&self) -> Needed {
+        Needed::to_serve(&self.config, self.shared.policy.closed_gates())
+    }
+
+    /// Publishes the registry of what a pass found: channels whose exchange
+    /// changed are restarted on it, and replaced generations retired.
+    fn publish(
+        &self,
+        state: &mut State,
+        current: Arc<Registry>,
+        found: Found,
+        trigger: Trigger,
+        started: Instant,
+    ) -> ReloadReport {
         let Found {
             records,
             mut report,
             dir_problems,
-        } = pipeline::pass(&current, &inputs, &mut state.memory);
+        } = found;
 
         let retired: Vec<Arc<Instance>> = current
             .instances()
@@ -190,6 +227,16 @@ impl Plugins {
                 ));
             }
         }
+        for gone in current.plugins.iter().filter(|r| r.is_installed()) {
+            if !records.iter().any(|r| r.file == gone.file) {
+                report.removed.push(format!(
+                    "{} {} ({})",
+                    gone.manifest.name,
+                    gone.manifest.version,
+                    gone.file.display()
+                ));
+            }
+        }
         let superseded = pipeline::count_superseded(&current, &records, &retired);
         let mut registry =
             Registry::assemble(records, superseded, &current.conflicts, &self.config);
@@ -200,8 +247,14 @@ impl Plugins {
         drop(current);
 
         // Channels whose exchange changes stop first, so that their last
-        // requests are answered by the code that took them.
-        let restart = state.channels.stale(&registry);
+        // requests are answered by the code that took them. A first use
+        // runs on a channel's worker and never changes an exchange (those
+        // of the channels load at start): it stops none.
+        let restart = match trigger {
+            Trigger::FirstUse => Vec::new(),
+            _ => state.channels.stale(&registry),
+        };
+        self.draining.store(!restart.is_empty(), Ordering::Release);
         state.channels.stop(&restart);
         let registry = Arc::new(registry);
         self.shared.table.store(Arc::clone(&registry.table));
@@ -221,19 +274,23 @@ impl Plugins {
             })
             .collect();
         drop(retired);
+        if !exchanges.is_empty() {
+            self.draining.store(true, Ordering::Release);
+        }
         for (what, retirement) in exchanges {
             wait_until_retired(&what, &retirement);
         }
+        self.draining.store(false, Ordering::Release);
         report.restarted = state.channels.start(&restart, &registry, &self.shared);
         self.channel_views.store(Arc::new(state.channels.views()));
         self.activities.store(Arc::new(state.channels.activities()));
-        self.warn_about_superseded(&mut state, &registry);
+        self.warn_about_superseded(state, &registry);
         report.unchanged = registry
             .plugins
             .iter()
-            .filter(|r| r.instance.is_some())
+            .filter(|r| r.holds_name())
             .count()
-            .saturating_sub(report.loaded.len() + report.replaced.len());
+            .saturating_sub(report.loaded.len() + report.replaced.len() + report.installed.len());
         report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
         log(&report, trigger);
         if trigger != Trigger::Start {
@@ -245,11 +302,20 @@ impl Plugins {
     /// One line for systemd's STATUS= and the start-up log: plugins serving,
     /// channels serving.
     pub(crate) fn status(&self) -> String {
-        let plugins = self.registry().instances().count();
+        let registry = self.registry();
+        let loaded = registry.instances().count();
+        let installed = registry.plugins.iter().filter(|r| r.is_installed()).count();
+        let plugins = match installed {
+            0 => format!("{loaded} plugins loaded"),
+            _ => format!(
+                "{} plugins ({loaded} loaded, {installed} at first use)",
+                loaded + installed
+            ),
+        };
         let channels = self.channels();
         let serving = channels.iter().filter(|c| c.error.is_none()).count();
         let mut status = format!(
-            "{plugins} plugins loaded; {serving} of {} channels serving",
+            "{plugins}; {serving} of {} channels serving",
             channels.len()
         );
         for channel in channels.iter().filter(|c| c.error.is_some()) {
@@ -334,7 +400,17 @@ fn wait_until_retired(what: &str, retirement: &Retirement) {
 
 fn log(report: &ReloadReport, trigger: Trigger) {
     for line in &report.loaded {
-        tracing::info!("plugin loaded: {line}");
+        if trigger == Trigger::FirstUse {
+            tracing::info!(
+                "plugin loaded at first use in {:.1} ms: {line}",
+                report.duration_ms
+            );
+        } else {
+            tracing::info!("plugin loaded: {line}");
+        }
+    }
+    for line in &report.installed {
+        tracing::info!("plugin installed, loads at first use: {line}");
     }
     for line in &report.replaced {
         tracing::info!("plugin replaced: {line}");
@@ -348,7 +424,7 @@ fn log(report: &ReloadReport, trigger: Trigger) {
     for channel in &report.restarted {
         tracing::info!(channel = %channel, "channel restarted on its new exchange");
     }
-    if trigger != Trigger::Start && report.changed() {
+    if !matches!(trigger, Trigger::Start | Trigger::FirstUse) && report.changed() {
         tracing::info!("plugins reloaded in {:.1} ms", report.duration_ms);
     }
 }

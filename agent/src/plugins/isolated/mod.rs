@@ -92,10 +92,7 @@ pub(crate) fn start(
         FfiLifecycle_TO::from_value(RemoteLifecycle(Arc::clone(&supervisor)), TD_Opaque);
     if let Some((kind, object)) = refused {
         lifecycle.shutdown();
-        return Err(format!(
-            "provides {kind} '{object}', and only commands can run isolated; \
-             remove '{name}' from [isolation] process"
-        ));
+        return Err(not_isolable(name, kind, object));
     }
     let commands: RVec<FfiCommandEntry> = provided
         .commands
@@ -138,6 +135,15 @@ fn max_log_level() -> u8 {
         None => 0,
         Some(level) => LogLevel::from_tracing(level).0,
     }
+}
+
+/// Why plugin `name`, listed in `[isolation] process`, is refused: it
+/// provides an exchange or a parser (`kind`), which cannot run isolated.
+pub(crate) fn not_isolable(name: &str, kind: &str, object: &str) -> String {
+    format!(
+        "provides {kind} '{object}', and only commands can run isolated; \
+         remove '{name}' from [isolation] process"
+    )
 }
 
 #[cfg(test)]

@@ -20,14 +20,19 @@ use nova_agent_plugin_api::ffi::abi_stable::library::{
     AbiHeaderRef, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL,
 };
 use nova_agent_plugin_api::ffi::PluginRootRef;
+use nova_agent_plugin_api::manifest::Declared;
 
-/// What a plugin says about itself, read before `init`. What it provides
-/// is known only once its `init` ran.
+/// What a plugin says about itself, read before `init`: from its manifest
+/// section without running it, or from its root module once opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Manifest {
     pub(crate) name: String,
     pub(crate) version: String,
     pub(crate) description: String,
+    /// What it provides, as its manifest section declares; `None`: known
+    /// only once its `init` ran (a plugin built before plugin-api 0.2.2, or
+    /// one that declares nothing).
+    pub(crate) declared: Option<Declared>,
 }
 
 /// Why a file could not be loaded: a one-line reason, and abi_stable's full
@@ -97,6 +102,7 @@ pub(crate) fn open(file: File, name: &Path) -> Result<Library, LoadError> {
         name: root.name().to_string(),
         version: root.version().to_string(),
         description: root.description().to_string(),
+        declared: None,
     };
     if !valid_name(&manifest.name) {
         return Err(LoadError::new(format!(
@@ -110,6 +116,38 @@ pub(crate) fn open(file: File, name: &Path) -> Result<Library, LoadError> {
         mapped,
         descriptor,
     })
+}
+
+/// Whether a plugin whose manifest section says it was built against
+/// plugin-api `api` can be loaded: the rule abi_stable applies to the root
+/// module (same major; for 0.x, same minor), applied before any loading.
+pub(crate) fn check_api(api: &str) -> Result<(), String> {
+    use nova_agent_plugin_api::ffi::abi_stable::library::RootModule;
+    let ours = PluginRootRef::VERSION_STRINGS.version.as_str();
+    let major_minor = |v: &str| {
+        let mut parts = v.split('.').map(str::parse::<u64>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(major)), Some(Ok(minor))) => Some((major, minor)),
+            _ => None,
+        }
+    };
+    let (Some(expected), Some(found)) = (major_minor(ours), major_minor(api)) else {
+        return Err(format!(
+            "its manifest section names plugin-api version {api:?}, which is not a version"
+        ));
+    };
+    let compatible = expected.0 == found.0 && (expected.0 != 0 || expected.1 == found.1);
+    if compatible {
+        return Ok(());
+    }
+    Err(format!(
+        "plugin-api {major}.{minor} expected, plugin built against {}.{}; \
+         rebuild it against nova-agent-plugin-api {major}.{minor}",
+        found.0,
+        found.1,
+        major = expected.0,
+        minor = expected.1,
+    ))
 }
 
 /// The name by which this process reaches what `file` holds.
@@ -290,6 +328,19 @@ mod tests {
         assert!(!valid_name("has space"));
         assert!(!valid_name("tab\there"));
         assert!(!valid_name("bell\u{7}"));
+    }
+
+    #[test]
+    fn a_manifest_sections_api_version_is_checked_as_abi_stable_would() {
+        check_api("0.2.0").unwrap();
+        check_api("0.2.9").unwrap();
+        assert_eq!(
+            check_api("0.3.0").unwrap_err(),
+            "plugin-api 0.2 expected, plugin built against 0.3; \
+             rebuild it against nova-agent-plugin-api 0.2"
+        );
+        assert!(check_api("1.2.0").is_err());
+        assert!(check_api("two").unwrap_err().contains("not a version"));
     }
 
     #[test]

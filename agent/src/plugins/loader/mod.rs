@@ -8,17 +8,21 @@
 //! `/proc/self/fd/N`, never a path looked up again.
 
 mod footprint;
+mod inspect;
 mod load;
 mod scan;
 mod stage;
 mod trust;
 
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use nova_agent_plugin_api::ffi::PluginRootRef;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use footprint::{process_memory, Resident, Smaps};
+pub(crate) use inspect::inspect;
 pub(crate) use load::{valid_name, Manifest};
 pub(crate) use scan::{is_candidate_name, scan};
 pub(crate) use stage::{FileId, Staging};
@@ -87,14 +91,21 @@ impl std::fmt::Debug for Opened {
 /// one-line reason.
 pub(crate) type OpenFailure = (State, String);
 
-/// Trust check, then a private copy opened (see [`Staging`]); without a
-/// staging directory the checked file itself is opened, which only a first
-/// load may do.
-pub(crate) fn open_for_serving(
-    file: &Path,
-    plugin_dirs: &[PathBuf],
-    staging: Option<&Staging>,
-) -> Result<Opened, OpenFailure> {
+/// A plugin file that passed the trust check, with what its manifest
+/// section says: known without mapping or running any of it.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    /// The descriptor the trust check approved.
+    pub(crate) file: File,
+    pub(crate) id: FileId,
+    /// `None`: the file has no manifest section (built before plugin-api
+    /// 0.2.2); only opening it tells who it is.
+    pub(crate) manifest: Option<Manifest>,
+}
+
+/// The trust check, then the manifest section read from the checked
+/// descriptor and its plugin-api version checked: nothing is mapped or run.
+pub(crate) fn check(file: &Path, plugin_dirs: &[PathBuf]) -> Result<Checked, OpenFailure> {
     let checked = trust::open(file, plugin_dirs).map_err(|reason| {
         let state = if trust::required() {
             State::Refused
@@ -103,25 +114,85 @@ pub(crate) fn open_for_serving(
         };
         (state, reason)
     })?;
+    let meta = checked
+        .metadata()
+        .map_err(|e| (State::Error, format!("cannot stat: {e}")))?;
+    let id = FileId::from_metadata(&meta);
+    let inspected =
+        inspect(&checked).map_err(|reason| (State::Error, format!("cannot load: {reason}")));
+    let manifest = match inspected? {
+        None => None,
+        Some(found) => {
+            load::check_api(&found.api).map_err(|reason| (State::Error, reason))?;
+            if !valid_name(&found.name) {
+                return Err((
+                    State::Error,
+                    format!("invalid plugin name {:?} in its manifest", found.name),
+                ));
+            }
+            Some(Manifest {
+                name: found.name,
+                version: found.version,
+                description: found.description,
+                declared: found.provides,
+            })
+        }
+    };
+    Ok(Checked {
+        file: checked,
+        id,
+        manifest,
+    })
+}
+
+/// Opens a checked file for serving: a private copy (see [`Staging`]), or
+/// without a staging directory the checked file itself, which only a first
+/// load may do. The code's own manifest must be the one its section
+/// declared.
+pub(crate) fn open_checked(
+    checked: Checked,
+    file: &Path,
+    staging: Option<&Staging>,
+) -> Result<Opened, OpenFailure> {
     let failed = |e: load::LoadError| {
         if let Some(detail) = &e.detail {
             tracing::debug!(file = %file.display(), "abi_stable's report:\n{detail}");
         }
         (State::Error, e.reason)
     };
-    let (library, id) = match staging {
-        Some(staging) => staging.open(checked, file).map_err(failed)?,
-        None => {
-            let meta = checked
-                .metadata()
-                .map_err(|e| (State::Error, format!("cannot stat: {e}")))?;
-            let id = FileId::from_metadata(&meta);
-            (load::open(checked, file).map_err(failed)?, id)
-        }
+    let Checked {
+        file: mut source,
+        id,
+        manifest: declared,
+    } = checked;
+    // Reading the section moved the offset the copy starts from.
+    source
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| (State::Error, format!("cannot read: {e}")))?;
+    let library = match staging {
+        Some(staging) => staging.open(source, file).map_err(failed)?,
+        None => load::open(source, file).map_err(failed)?,
     };
+    let mut manifest = library.manifest;
+    if let Some(declared) = declared {
+        let (section, code) = (
+            (&declared.name, &declared.version, &declared.description),
+            (&manifest.name, &manifest.version, &manifest.description),
+        );
+        if section != code {
+            return Err((
+                State::Error,
+                format!(
+                    "its manifest section says {} {} but its code says {} {}; rebuild it",
+                    section.0, section.1, code.0, code.1
+                ),
+            ));
+        }
+        manifest.declared = declared.declared;
+    }
     Ok(Opened {
         root: library.root,
-        manifest: library.manifest,
+        manifest,
         origin: Origin {
             file: file.to_path_buf(),
             id,

@@ -103,17 +103,8 @@ impl Staging {
 
     /// Copies what `source` holds (the file the trust check approved) to an
     /// anonymous file and opens that. `name` is the plugin's path, for
-    /// messages. Returns the opened copy and the identity of the copied
-    /// content.
-    pub(crate) fn open(
-        &self,
-        mut source: File,
-        name: &Path,
-    ) -> Result<(Library, FileId), LoadError> {
-        let meta = source
-            .metadata()
-            .map_err(|e| LoadError::new(format!("cannot stat: {e}")))?;
-        let id = FileId::from_metadata(&meta);
+    /// messages.
+    pub(crate) fn open(&self, mut source: File, name: &Path) -> Result<Library, LoadError> {
         // Readable by all (it has no name, and only root can reach it by
         // /proc/<agent>/fd): an isolated plugin's child running as another
         // user loads it by /proc/self/fd/4, which checks this mode.
@@ -125,7 +116,16 @@ impl Staging {
         let copy = copied.map_err(|e| {
             LoadError::new(format!("cannot copy it to {}: {e}", self.dir.display()))
         })?;
-        Ok((load::open(copy, name)?, id))
+        // The copy is what gets mapped: the installed file's pages that the
+        // copying read into the page cache would only duplicate it. Advice
+        // only; pages someone else maps stay.
+        let _ = nix::fcntl::posix_fadvise(
+            &source,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+        load::open(copy, name)
     }
 
     /// A new file without a name: in the staging directory, else in memory.

@@ -131,5 +131,6 @@ fn init(_host: Host, _config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "crash-fixture",
     description: "test fixture: commands that crash or starve their process, and `ok`",
+    provides: { commands: ["segfault", "abort", "exit", "oom", "spin", "stack", "ok"] },
     init: init,
 }

@@ -44,5 +44,6 @@ fn init(_host: Host, _config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "panic-fixture",
     description: "test fixture: `panic` panics, `calm` does not, `hang` hangs",
+    provides: { commands: ["panic", "calm", "hang"] },
     init: init,
 }

@@ -60,5 +60,6 @@ fn init(_host: Host, _config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "probe-fixture",
     description: "test fixture: metadata through the channel, and a slow command",
+    provides: { commands: ["read-metadata", "list-metadata", "nap"] },
     init: init,
 }

@@ -42,5 +42,6 @@ fn init(_host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "swap-fixture",
     description: "test fixture: answers version and features with its build's tag",
+    provides: { commands: ["version", "features"] },
     init: init,
 }

@@ -26,5 +26,6 @@ fn init(_host: Host, _config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "unresolved-fixture",
     description: "test fixture: calls an undefined symbol",
+    provides: { commands: ["missing"] },
     init: init,
 }

@@ -46,5 +46,6 @@ fn init(host: Host, config: Value) -> Result<Provides, PluginError> {
 export_plugin! {
     name: "vendor-fixture",
     description: "test fixture: a second `version`",
+    provides: { commands: ["version", "vendor-info"] },
     init: init,
 }
