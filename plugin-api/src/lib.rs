@@ -130,7 +130,8 @@
 //!   [`manifest::SECTION`], in the format [`manifest`] documents.
 //! - `init` receives the [`Host`] and the plugin's config table. It must not
 //!   open a transport or touch the system: the agent also loads plugins just to
-//!   list them and check their config.
+//!   check their config. It runs when the plugin is first needed (a
+//!   command's first call), not necessarily at the agent's start.
 //! - Every method of every object may be called from several threads at once.
 //! - A panic never crosses the boundary: each entry point runs under
 //!   `catch_unwind`, and a panicking command is answered as a failure

@@ -27,7 +27,8 @@ use nova_agent_plugin_api::ffi::{
 use nova_agent_plugin_api::ErrorKind;
 
 use crate::plugins::gates::Gates;
-use crate::plugins::registry::{Asleep, Table};
+use crate::plugins::instance::CommandEntry;
+use crate::plugins::registry::{Asleep, Provided, Table};
 use crate::plugins::wake::Waker;
 
 /// Who may run: `[commands] deny`, and the state of every gate (see
@@ -214,8 +215,8 @@ impl Dispatcher<'_> {
     pub(crate) fn dispatch(&self, call: &FfiParsedCall) -> FfiOutcome {
         let name = call.command.as_str();
         let started = Instant::now();
-        if self.table.commands.contains_key(name) {
-            return self.run(self.table, call, started);
+        if let Some(command) = self.table.commands.get(name) {
+            return self.run(self.table, command, call, started);
         }
         let Some(asleep) = self.table.asleep.get(name) else {
             return self.answer(
@@ -245,8 +246,8 @@ impl Dispatcher<'_> {
                 return self.answer(plugin, name, outcome, started);
             }
         };
-        if table.commands.contains_key(name) {
-            return self.run(&table, call, started);
+        if let Some(command) = table.commands.get(name) {
+            return self.run(&table, command, call, started);
         }
         // It failed to load, or its file changed since it was inspected.
         let outcome = match table.asleep.get(name) {
@@ -263,10 +264,15 @@ impl Dispatcher<'_> {
         self.answer(plugin, name, outcome, started)
     }
 
-    /// Runs a loaded command of `table` if the policy lets it.
-    fn run(&self, table: &Table, call: &FfiParsedCall, started: Instant) -> FfiOutcome {
+    /// Runs `command`, loaded in `table`, if the policy lets it.
+    fn run(
+        &self,
+        table: &Table,
+        command: &Provided<CommandEntry>,
+        call: &FfiParsedCall,
+        started: Instant,
+    ) -> FfiOutcome {
         let name = call.command.as_str();
-        let command = &table.commands[name];
         let plugin = command.plugin();
         let mut outcome = match self.policy.refusal(table, name) {
             Some(reason) => agent_outcome(ErrorKind::Disabled, &reason),

@@ -27,7 +27,35 @@ use crate::plugins::wake::Wake;
 const LOCK_POLL: Duration = Duration::from_millis(1);
 
 impl Wake for Plugins {
+    /// On a thread of its own: loading a plugin runs deep (`dlopen`, its
+    /// `init`), and the stack pages a channel's worker touched would stay
+    /// resident for the agent's life; a thread's stack is given back when
+    /// it ends, and what the load freed is trimmed.
     fn wake(&self, plugin: &str) -> Result<Arc<Table>, String> {
+        let woken = std::thread::scope(|scope| {
+            let loader = std::thread::Builder::new()
+                .name("first-use".into())
+                .spawn_scoped(scope, || self.load_installed(plugin));
+            match loader {
+                Ok(loader) => loader.join().unwrap_or_else(|_| {
+                    Err(format!(
+                        "the agent panicked while loading plugin '{plugin}'"
+                    ))
+                }),
+                Err(_) => self.load_installed(plugin),
+            }
+        });
+        #[cfg(target_env = "gnu")]
+        // SAFETY: no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        woken
+    }
+}
+
+impl Plugins {
+    fn load_installed(&self, plugin: &str) -> Result<Arc<Table>, String> {
         let started = Instant::now();
         let mut state = loop {
             match self.state.try_lock() {
