@@ -15,7 +15,6 @@ mod stage;
 mod trust;
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use nova_agent_plugin_api::ffi::PluginRootRef;
@@ -161,14 +160,10 @@ pub(crate) fn open_checked(
         (State::Error, e.reason)
     };
     let Checked {
-        file: mut source,
+        file: source,
         id,
         manifest: declared,
     } = checked;
-    // Reading the section moved the offset the copy starts from.
-    source
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| (State::Error, format!("cannot read: {e}")))?;
     let library = match staging {
         Some(staging) => staging.open(source, file).map_err(failed)?,
         None => load::open(source, file).map_err(failed)?,
