@@ -43,20 +43,13 @@ pub(crate) struct PluginRecord {
 }
 
 impl PluginRecord {
-    /// A file that could not be opened.
-    pub(crate) fn failed(file: PathBuf, state: State, error: String) -> Self {
-        let stem = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    /// A record with nothing known beyond `file`, `manifest` and `state`.
+    fn new(file: PathBuf, manifest: Manifest, state: State) -> Self {
         PluginRecord {
             file,
-            manifest: Manifest {
-                name: stem,
-                ..Manifest::default()
-            },
+            manifest,
             state,
-            error: Some(error),
+            error: None,
             instance: None,
             opened: None,
             init_failed: false,
@@ -64,6 +57,22 @@ impl PluginRecord {
             manifest_from_disk: false,
             dormant: false,
             failed_to_load: false,
+        }
+    }
+
+    /// A file that could not be opened.
+    pub(crate) fn failed(file: PathBuf, state: State, error: String) -> Self {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let manifest = Manifest {
+            name: stem,
+            ..Manifest::default()
+        };
+        PluginRecord {
+            error: Some(error),
+            ..PluginRecord::new(file, manifest, state)
         }
     }
 
@@ -71,34 +80,19 @@ impl PluginRecord {
     /// earlier generation of it, keeps serving.
     pub(crate) fn still_serving(file: PathBuf, instance: &Arc<Instance>, error: String) -> Self {
         PluginRecord {
-            file,
-            manifest: instance.manifest.clone(),
-            state: State::Loaded,
             error: Some(error),
             instance: Some(Arc::clone(instance)),
-            opened: None,
-            init_failed: false,
-            seen: None,
-            manifest_from_disk: false,
-            dormant: false,
-            failed_to_load: false,
+            ..PluginRecord::new(file, instance.manifest.clone(), State::Loaded)
         }
     }
 
     /// A file installed and inspected, not loaded.
     pub(crate) fn dormant(file: PathBuf, manifest: Manifest, seen: FileId) -> Self {
         PluginRecord {
-            file,
-            manifest,
-            state: State::Loaded,
-            error: None,
-            instance: None,
-            opened: None,
-            init_failed: false,
             seen: Some(seen),
             manifest_from_disk: true,
             dormant: true,
-            failed_to_load: false,
+            ..PluginRecord::new(file, manifest, State::Loaded)
         }
     }
 
@@ -125,18 +119,16 @@ impl PluginRecord {
 
     /// A module opened from the file, not initialised yet.
     pub(crate) fn opened(opened: Opened) -> Self {
+        let base = PluginRecord::new(
+            opened.origin.file.clone(),
+            opened.manifest.clone(),
+            State::Loaded,
+        );
         PluginRecord {
-            file: opened.origin.file.clone(),
-            manifest: opened.manifest.clone(),
-            state: State::Loaded,
-            error: None,
-            instance: None,
             seen: Some(opened.origin.id),
             opened: Some(opened),
-            init_failed: false,
             manifest_from_disk: true,
-            dormant: false,
-            failed_to_load: false,
+            ..base
         }
     }
 

@@ -38,11 +38,3 @@ impl Waker {
         }
     }
 }
-
-impl std::fmt::Debug for Waker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waker")
-            .field("set", &self.0.get().is_some())
-            .finish()
-    }
-}

@@ -13,10 +13,9 @@
 //! - while a gate is closed it writes nothing: the plugin file is mapped in
 //!   place, as at a start-up while frozen.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, TryLockError};
 use std::time::{Duration, Instant};
-
-use std::sync::atomic::Ordering;
 
 use crate::daemon::swap::{Plugins, Trigger};
 use crate::plugins::pipeline::{self, Inputs};

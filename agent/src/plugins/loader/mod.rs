@@ -92,7 +92,6 @@ pub(crate) type OpenFailure = (State, String);
 
 /// A plugin file that passed the trust check, with what its manifest
 /// section says: known without mapping or running any of it.
-#[derive(Debug)]
 pub(crate) struct Checked {
     /// The descriptor the trust check approved.
     pub(crate) file: File,
